@@ -1,0 +1,106 @@
+"""Atomic file writes: write to a temporary name in the same folder, then rename into place.
+
+A reader never sees a half-written file, and an interrupted write (exception, Ctrl-C, SIGKILL)
+leaves the previous file, if any, untouched. SimpleITK, VTK and matplotlib pick the file format
+from the name, so the temporary name keeps the full extension (``.nii.gz``, ``.seg.nrrd``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from PancreasSegLib.errors import InputError
+
+#: Extensions of more than one part that the project reads or writes.
+COMPOUND_EXTENSIONS = (".seg.nrrd", ".nii.gz", ".tar.gz")
+
+
+def full_extension(path: str | os.PathLike) -> str:
+    """The extension of ``path`` including compound ones, lower-cased.
+
+    >>> full_extension("case_0000.nii.gz")
+    '.nii.gz'
+    >>> full_extension("Result.seg.nrrd")
+    '.seg.nrrd'
+    """
+    name = Path(path).name.lower()
+    for ext in COMPOUND_EXTENSIONS:
+        if name.endswith(ext):
+            return ext
+    return Path(name).suffix
+
+
+def check_output_folder(path: str | os.PathLike) -> Path:
+    """Raise :class:`InputError` unless the folder that will hold ``path`` exists and is writable."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"output folder {parent} does not exist", path)
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"output folder {parent} is not writable", path)
+    if path.is_dir():
+        raise InputError("is a folder, expected a file name", path)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` when the block succeeds.
+
+    The temporary file is removed when the block raises (including ``KeyboardInterrupt``).
+
+    >>> with atomic_path("out.nii.gz") as tmp:  # doctest: +SKIP
+    ...     sitk.WriteImage(image, str(tmp))
+    """
+    path = check_output_folder(path)
+    ext = full_extension(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name[: len(path.name) - len(ext)]}.", suffix=f".tmp{ext}",
+                                    dir=path.parent if str(path.parent) else ".")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically and return the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically and return the path."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike, obj: object) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically and return the path."""
+    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def _fsync_file(path: Path) -> None:
+    with contextlib.suppress(OSError), open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the rename itself durable on POSIX; not possible (nor needed) on Windows.
+    with contextlib.suppress(OSError):
+        fd = os.open(folder if str(folder) else ".", os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
