@@ -19,6 +19,7 @@ from PancreasSegLib import __version__
 
 #: Subcommands in the order ``--help`` lists them. A module that does not exist yet is skipped.
 COMMANDS = (
+    "demo",
     "segment",
     "phantom",
     "montage",
