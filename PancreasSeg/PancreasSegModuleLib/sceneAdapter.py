@@ -7,6 +7,7 @@ saved with the scene and found again after it is reloaded.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import slicer
@@ -39,7 +40,8 @@ class SlicerSceneAdapter:
 
     def writeVolume(self, volumeNode, path: str) -> None:
         # A temporary storage node writes the file without changing the volume's own storage node.
-        if not slicer.util.exportNode(volumeNode, path, {"useCompression": 0}):
+        slicer.util.exportNode(volumeNode, path, {"useCompression": 0})
+        if not os.path.isfile(path):
             raise RuntimeError(f"Could not write {volumeNode.GetName()} to {path}.")
 
     def loadVolume(self, path: str, name: str):
@@ -133,7 +135,8 @@ class SlicerSceneAdapter:
             self.scene.RemoveNode(colorNode)
             if not ok:
                 raise RuntimeError(f"Could not export {segmentationNode.GetName()} as a label map.")
-            if not slicer.util.exportNode(labelmapNode, path):
+            slicer.util.exportNode(labelmapNode, path)
+            if not os.path.isfile(path):
                 raise RuntimeError(f"Could not write {path}.")
         finally:
             self.scene.RemoveNode(labelmapNode)
@@ -207,4 +210,6 @@ class SlicerSceneAdapter:
         slicer.util.selectModule("SegmentEditor")
         editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
         editor.setSegmentationNode(segmentationNode)
-        editor.setSourceVolumeNode(volumeNode)
+        # Slicer 5.2 renamed "master" volume to "source" volume; 5.0/5.1 only have the old name.
+        setSource = getattr(editor, "setSourceVolumeNode", None) or editor.setMasterVolumeNode
+        setSource(volumeNode)
