@@ -154,7 +154,7 @@ def read_seg_nrrd(path: str | os.PathLike, reference: sitk.Image | None = None) 
     import numpy as np
     import SimpleITK as sitk
 
-    from PancreasSegLib.volume_io import captured_stderr, sitk_reason
+    from PancreasSegLib.volume_io import _snap_axis_aligned, captured_stderr, sitk_reason
 
     path = Path(path)
     if not path.is_file():
@@ -195,6 +195,7 @@ def read_seg_nrrd(path: str | os.PathLike, reference: sitk.Image | None = None) 
 
     label = sitk.GetImageFromArray(merged)
     label.CopyInformation(sitk.VectorIndexSelectionCast(image, 0) if n_layers > 1 else image)
+    label = _snap_axis_aligned(label)
     if reference is not None:
         label = _on_grid(label, reference)
     return label, infos

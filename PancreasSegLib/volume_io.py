@@ -66,7 +66,7 @@ def read_volume(path: str | os.PathLike, series: str | None = None) -> sitk.Imag
         if series is not None and full_extension(path) != ".dcm":
             raise InputError("--series applies to a DICOM folder, not to a file", path)
         image = _read_file(path)
-    return _as_3d_scalar(image, path)
+    return _snap_axis_aligned(_as_3d_scalar(image, path))
 
 
 def read_ct(path: str | os.PathLike, series: str | None = None) -> sitk.Image:
@@ -286,6 +286,20 @@ def _as_3d_scalar(image: sitk.Image, path: Path) -> sitk.Image:
                          "e.g. RGB or vector)", path)
     if min(image.GetSize()) < 2:
         raise InputError(f"not a 3D volume (size {image.GetSize()})", path)
+    return image
+
+
+def _snap_axis_aligned(image: sitk.Image) -> sitk.Image:
+    # NRRD stores direction x spacing; ITK splits it with a reciprocal multiply, so a file that says
+    # "(0.83,0,0)" comes back with a direction of 0.9999999999999999. An axis-aligned grid is one of the
+    # two cases the whole pipeline must keep bit-exact, so put such directions back on the axes.
+    import numpy as np
+
+    direction = np.array(image.GetDirection())
+    snapped = np.round(direction)
+    if np.any(direction != snapped) and np.all(np.abs(direction - snapped) < 1e-12) \
+            and np.all(np.abs(snapped).reshape(3, 3).sum(axis=0) == 1):
+        image.SetDirection(tuple(snapped.tolist()))
     return image
 
 
