@@ -100,7 +100,7 @@ def write_seg_nrrd(label: sitk.Image, path: str | os.PathLike, labels: Sequence[
     import numpy as np
     import SimpleITK as sitk
 
-    from PancreasSegLib.volume_io import as_uint8_label
+    from PancreasSegLib.volume_io import as_uint8_label, without_metadata
 
     path = Path(path)
     if full_extension(path) != ".seg.nrrd":
@@ -119,9 +119,9 @@ def write_seg_nrrd(label: sitk.Image, path: str | os.PathLike, labels: Sequence[
     if undescribed:
         raise InputError(f"the label map holds values {undescribed} that no segment describes", path)
 
-    image = sitk.Image(image)  # our own copy: the metadata below must not leak into the caller's image
-    for key in image.GetMetaDataKeys():
-        image.EraseMetaData(key)
+    # Our own copy, so the fields below never leak into the caller's image.
+    image = sitk.Image(without_metadata(image))
+    image.MakeUnique()
     for key, value in _header_fields(labels, image.GetSize()).items():
         image.SetMetaData(key, value)
     with atomic_path(path) as tmp:

@@ -110,7 +110,7 @@ def write_labelmap(label: sitk.Image, path: str | os.PathLike, labels: Sequence 
         from PancreasSegLib.segfile import write_seg_nrrd
 
         return write_seg_nrrd(label, path, labels)
-    label = as_uint8_label(label, path)
+    label = without_metadata(as_uint8_label(label, path))
     with atomic_path(path) as tmp:
         sitk.WriteImage(label, str(tmp), useCompression=True)
     return path
@@ -126,8 +126,26 @@ def write_volume(image: sitk.Image, path: str | os.PathLike) -> Path:
         raise InputError(f"unsupported image file type {ext or '(none)'}; use one of {', '.join(WRITE_EXTENSIONS)}",
                          path)
     with atomic_path(path) as tmp:
-        sitk.WriteImage(image, str(tmp), useCompression=True)
+        sitk.WriteImage(without_metadata(image), str(tmp), useCompression=True)
     return path
+
+
+def without_metadata(image: sitk.Image) -> sitk.Image:
+    """A copy of ``image`` with an empty metadata dictionary (pixels and geometry shared until changed).
+
+    NRRD and MetaImage writers store every metadata entry in the file: an image read from a DICOM file
+    would carry the patient's name and ID into our outputs, and a stale ``.seg.nrrd`` header would
+    describe segments that no longer exist.
+    """
+    import SimpleITK as sitk
+
+    if not image.GetMetaDataKeys():
+        return image
+    copy = sitk.Image(image)
+    copy.MakeUnique()  # a plain copy shares the metadata dictionary with the original
+    for key in copy.GetMetaDataKeys():
+        copy.EraseMetaData(key)
+    return copy
 
 
 def as_uint8_label(label: sitk.Image, path: str | os.PathLike | None = None) -> sitk.Image:

@@ -307,3 +307,19 @@ def test_a_write_that_fails_midway_keeps_the_previous_file_and_leaves_no_temp(tm
         write_volume(make_image(), tmp_path / "ct.nrrd")
     assert target.read_bytes() == before
     assert _files(tmp_path) == ["label.nii.gz"]
+
+
+def test_written_files_carry_no_dicom_tags_such_as_the_patient_name(tmp_path, hu):
+    folder = tmp_path / "dcm"
+    _write_dicom_series(folder, hu, (0.7, 0.8, 2.5), (0, 0, 0), DIRECTIONS["LPS"], SERIES_A)
+    one_file = sitk.ReadImage(str(sorted(folder.iterdir())[0]))
+    one_file.SetMetaData("0010|0010", "Doe^Jane")
+    volume = sitk.JoinSeries([one_file[:, :, 0]] * 3)
+    volume.SetMetaData("0010|0010", "Doe^Jane")
+    for ext in (".nrrd", ".mha"):
+        written = write_volume(volume, tmp_path / f"ct{ext}")
+        assert b"Doe^Jane" not in written.read_bytes()
+        label = sitk.Cast(volume > 0, sitk.sitkUInt8)
+        label.SetMetaData("0010|0010", "Doe^Jane")
+        assert b"Doe^Jane" not in write_labelmap(label, tmp_path / f"label{ext}").read_bytes()
+    assert volume.GetMetaData("0010|0010") == "Doe^Jane"  # the caller's image is left as it was
