@@ -69,7 +69,7 @@ def label_surface(label: sitk.Image, value: int = 1, smoothing_iterations: int =
     from vtkmodules.vtkCommonDataModel import vtkImageData
     from vtkmodules.vtkCommonTransforms import vtkTransform
     from vtkmodules.vtkFiltersCore import vtkPolyDataNormals, vtkWindowedSincPolyDataFilter
-    from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D, vtkTransformPolyDataFilter
+    from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D, vtkTransformFilter
 
     mask = sitk.GetArrayViewFromImage(label) == value  # (z, y, x)
     if not mask.any():
@@ -115,7 +115,7 @@ def label_surface(label: sitk.Image, value: int = 1, smoothing_iterations: int =
     matrix[:3, 3] = offset
     transform = vtkTransform()
     transform.SetMatrix(matrix.ravel().tolist())
-    move = vtkTransformPolyDataFilter()
+    move = vtkTransformFilter()  # gives vtkPolyData for vtkPolyData input
     move.SetInputConnection(port)
     move.SetTransform(transform)
 
