@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PancreasSegLib.atomic import atomic_path, full_extension
+from PancreasSegLib.dicom_series import list_dicom_series  # noqa: F401  (part of this module's interface)
 from PancreasSegLib.errors import InputError
 
 if TYPE_CHECKING:
@@ -35,8 +36,6 @@ VOLUME_EXTENSIONS = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".seg.
 WRITE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha")
 #: File extensions a label map can be written to.
 LABEL_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha", ".seg.nrrd")
-#: Relative deviation of a slice gap from the median gap that still counts as evenly spaced.
-SLICE_GAP_TOLERANCE = 0.05
 
 
 def read_volume(path: str | os.PathLike, series: str | None = None) -> sitk.Image:
@@ -61,7 +60,9 @@ def read_volume(path: str | os.PathLike, series: str | None = None) -> sitk.Imag
     if not path.exists():
         raise InputError("no such file or folder", path)
     if path.is_dir():
-        image = _read_dicom_series(path, series)
+        from PancreasSegLib.dicom_series import read_dicom_series
+
+        image = read_dicom_series(path, series)
     else:
         if series is not None and full_extension(path) != ".dcm":
             raise InputError("--series applies to a DICOM folder, not to a file", path)
@@ -77,14 +78,6 @@ def read_ct(path: str | os.PathLike, series: str | None = None) -> sitk.Image:
     if image.GetPixelID() != sitk.sitkFloat32:
         image = sitk.Cast(image, sitk.sitkFloat32)
     return image
-
-
-def list_dicom_series(folder: str | os.PathLike) -> list[str]:
-    """The SeriesInstanceUIDs of the DICOM series found in ``folder`` (not recursive)."""
-    import SimpleITK as sitk
-
-    with captured_stderr():
-        return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
 
 
 def write_labelmap(label: sitk.Image, path: str | os.PathLike, labels: Sequence | None = None) -> Path:
@@ -180,7 +173,8 @@ def captured_stderr() -> Iterator[list[str]]:
     """Capture what C++ code (ITK, GDCM, MetaIO) prints on file descriptor 2 inside the block.
 
     Yields a list that holds the captured text once the block ends. The command line promises one
-    line on stderr for bad input; the libraries' own chatter would break that promise.
+    line on stderr for bad input; the libraries' own chatter would break that promise. File descriptor
+    2 is process-wide: keep the block short (one library call), as another thread's output is caught too.
     """
     captured: list[str] = []
     try:
@@ -219,71 +213,6 @@ def _read_file(path: Path) -> sitk.Image:
         if missing:
             raise InputError(f"truncated or corrupt NIfTI file: {missing} bytes of image data are missing", path)
     return image
-
-
-def _read_dicom_series(folder: Path, series: str | None) -> sitk.Image:
-    import SimpleITK as sitk
-
-    uids = list_dicom_series(folder)
-    if not uids:
-        raise InputError("no DICOM series found in this folder", folder)
-    if series is None:
-        if len(uids) > 1:
-            listing = "; ".join(_describe_series(folder, uid) for uid in uids)
-            raise InputError(f"holds {len(uids)} DICOM series, choose one with --series UID: {listing}", folder)
-        series = uids[0]
-    elif series not in uids:
-        raise InputError(f"has no DICOM series {series}; it holds: {', '.join(uids)}", folder)
-    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series)
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
-    reader.MetaDataDictionaryArrayUpdateOn()
-    error = None
-    with captured_stderr() as chatter:
-        try:
-            image = reader.Execute()
-        except RuntimeError as exc:
-            error = exc
-    if error is not None:
-        raise InputError(f"DICOM series {series} cannot be read: {sitk_reason(error, ''.join(chatter))}",
-                         folder) from None
-    _check_slice_spacing(reader, len(files), folder, series)
-    return image
-
-
-def _describe_series(folder: Path, uid: str) -> str:
-    import SimpleITK as sitk
-
-    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
-    description = ""
-    with contextlib.suppress(RuntimeError, IndexError), captured_stderr():
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(files[0])
-        reader.ReadImageInformation()
-        if reader.HasMetaDataKey("0008|103e"):
-            description = reader.GetMetaData("0008|103e").strip()
-    return f"{uid} ({len(files)} files{', ' + repr(description) if description else ''})"
-
-
-def _check_slice_spacing(reader: sitk.ImageSeriesReader, n_files: int, folder: Path, series: str) -> None:
-    # ITK stacks unevenly spaced slices at their mean spacing without an error: missing slices would
-    # put every later slice, and so the segmentation, in the wrong place.
-    import numpy as np
-
-    if n_files < 3:
-        return
-    try:
-        positions = np.array([[float(v) for v in reader.GetMetaData(i, "0020|0032").split("\\")]
-                              for i in range(n_files)])
-        orientation = [float(v) for v in reader.GetMetaData(0, "0020|0037").split("\\")]
-    except (RuntimeError, ValueError):
-        return  # no per-slice positions (e.g. a multi-frame file): nothing to check
-    normal = np.cross(orientation[:3], orientation[3:])
-    gaps = np.diff(positions @ normal)
-    median = float(np.median(np.abs(gaps)))
-    if median == 0 or np.any(np.abs(np.abs(gaps) - median) > SLICE_GAP_TOLERANCE * median):
-        raise InputError(f"DICOM series {series}: slices are not evenly spaced (gaps {np.abs(gaps).min():.3g} to "
-                         f"{np.abs(gaps).max():.3g} mm): missing or duplicate slices?", folder)
 
 
 def _as_3d_scalar(image: sitk.Image, path: Path) -> sitk.Image:

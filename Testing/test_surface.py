@@ -18,7 +18,7 @@ CENTER_INDEX = (22.0, 24.0, 15.0)  # x, y, z
 def _sphere(direction) -> sitk.Image:
     shape = (32, 50, 46)  # z, y, x
     z, y, x = np.indices(shape)
-    offsets = [(x - CENTER_INDEX[0]) * SPACING[0], (y - CENTER_INDEX[1]) * SPACING[1], (z - CENTER_INDEX[2]) * SPACING[2]]
+    offsets = [(index - c) * s for index, c, s in zip((x, y, z), CENTER_INDEX, SPACING)]
     inside = np.sqrt(sum(o ** 2 for o in offsets)) <= RADIUS
     label = sitk.GetImageFromArray(inside.astype(np.uint8) * 2)
     label.SetSpacing(SPACING)
