@@ -203,3 +203,16 @@ def test_a_file_that_slicer_itself_wrote_is_read(tmp_path):
     assert infos[0].extra["tags"] == {"Segmentation.Status": "inprogress"}
     values = np.unique(sitk.GetArrayViewFromImage(label))
     assert set(values) <= {0} | {i.value for i in infos}
+
+
+def test_a_slicer_file_with_overlapping_segments_is_merged():
+    sample = Path(slicerio.__file__).parent / "data" / "SegmentationOverlapping.seg.nrrd"
+    if not sample.is_file():
+        pytest.skip("slicerio's sample segmentation is not installed")
+    label, infos = read_seg_nrrd(sample)
+    sphere = infos[-1]
+    assert (sphere.name, sphere.extra["layer"], sphere.extra["file_label_value"]) == ("overlapping sphere", 1, 1)
+    assert sphere.value not in {i.value for i in infos[:-1]}
+    voxels = slicerio.read_segmentation(str(sample))["voxels"]  # (layer, i, j, k)
+    in_sphere = (voxels[1] == 1).transpose(2, 1, 0)
+    assert np.array_equal(sitk.GetArrayViewFromImage(label) == sphere.value, in_sphere)
