@@ -181,8 +181,10 @@ def _nih_case(case_id: str, patient: Path, label_file: Path) -> tuple[sitk.Image
     from PancreasSegLib.volume_io import list_dicom_series, read_volume
 
     label = _read(label_file)
-    series = [(folder, uid) for folder in [patient, *sorted(p for p in patient.rglob("*") if p.is_dir())]
-              for uid in list_dicom_series(folder)]
+    # Only folders that hold files are scanned: ITK warns on stderr about every folder without a series.
+    folders = [f for f in [patient, *sorted(p for p in patient.rglob("*") if p.is_dir())]
+               if any(child.is_file() and not child.name.startswith(".") for child in f.iterdir())]
+    series = [(folder, uid) for folder in folders for uid in list_dicom_series(folder)]
     if not series:
         raise InputError(f"case {case_id}: no DICOM series found", patient)
     if len(series) > 1:
