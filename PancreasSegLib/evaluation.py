@@ -137,26 +137,15 @@ def _label_files(folder: Path) -> dict[str, Path]:
 def read_label(path: Path) -> sitk.Image:
     """Read a label map (.nii.gz, .nrrd, .seg.nrrd, ...) as an integer SimpleITK image.
 
-    A .seg.nrrd goes through ``PancreasSegLib.segfile.read_seg_nrrd`` when that reader is available, so
-    segment label values are mapped as Slicer wrote them; otherwise a one-layer .seg.nrrd is read as is.
+    A .seg.nrrd is read with :func:`PancreasSegLib.segfile.read_seg_nrrd`, so overlapping layers and
+    segment label values are mapped as Slicer wrote them.
     """
     import SimpleITK as sitk
 
+    from PancreasSegLib.segfile import read_seg_nrrd
     from PancreasSegLib.volume_io import read_volume
 
-    image = None
-    if full_extension(path) == ".seg.nrrd":
-        try:
-            from PancreasSegLib.segfile import read_seg_nrrd
-        except ImportError:
-            read_seg_nrrd = None
-        if read_seg_nrrd is not None:
-            result = read_seg_nrrd(path)
-            image = result[0] if isinstance(result, (tuple, list)) else result
-            if not isinstance(image, sitk.Image):
-                image = None
-    if image is None:
-        image = read_volume(path)
+    image = read_seg_nrrd(path)[0] if full_extension(path) == ".seg.nrrd" else read_volume(path)
     if image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
         array = sitk.GetArrayViewFromImage(image)
         if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):

@@ -12,6 +12,7 @@ import pytest
 import SimpleITK as sitk
 
 from PancreasSegLib.cli import main
+from PancreasSegLib.volume_io import write_labelmap
 
 
 def label_image(shift=0, empty=False, tumor=True):
@@ -35,7 +36,7 @@ def folders(tmp_path):
     for case in ("case_a", "case_b", "case_c"):
         sitk.WriteImage(label_image(), str(ref / f"{case}.nii.gz"))
     sitk.WriteImage(label_image(), str(pred / "case_a.nii.gz"))
-    sitk.WriteImage(label_image(shift=1), str(pred / "case_b.seg.nrrd"))
+    write_labelmap(label_image(shift=1), pred / "case_b.seg.nrrd")
     sitk.WriteImage(label_image(empty=True), str(pred / "case_c.nii.gz"))
     (pred / "._case_a.nii.gz").write_bytes(b"\x00\x05\x16\x07 resource fork")
     return pred, ref
