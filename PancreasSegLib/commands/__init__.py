@@ -1,0 +1,1 @@
+"""Subcommands of ``pancreasseg``: one module per command (see :mod:`PancreasSegLib.cli`)."""
