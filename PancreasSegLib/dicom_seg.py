@@ -142,7 +142,6 @@ def _description(hd, number: int, info: LabelInfo, algorithm_type: str, algorith
         segmented_property_type=concept(info.type), algorithm_type=algorithm_type.upper(),
         algorithm_identification=algorithm,
         anatomic_regions=[concept(info.anatomic_region)] if info.anatomic_region else None,
-        display_color=hd.color.CIELabColor.from_rgb(*(int(round(c * 255)) for c in info.color))
-        if hasattr(hd.color.CIELabColor, "from_rgb") else None,
+        display_color=hd.color.CIELabColor.from_rgb(*(round(c * 255) for c in info.color)),
         tracking_id=info.name, tracking_uid=hd.UID(),
     )

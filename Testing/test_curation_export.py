@@ -50,7 +50,7 @@ def dataset_with_three_cases(tmp_path):
     for n, paths in enumerate(inputs):
         export_case(paths["image"], paths["label"], dataset, proposal=paths["proposal"], reviewer="dr-a",
                     note=f"first pass {n}")
-    image, label, _ = make_case(0)
+    _, label, _ = make_case(0)
     relabelled = sitk.GetArrayFromImage(label)
     relabelled[relabelled == 2] = 1
     second = sitk.GetImageFromArray(relabelled)
@@ -248,9 +248,8 @@ def test_an_export_waits_for_the_lock_and_gives_up_with_a_clear_error(tmp_path):
     dataset = tmp_path / "ds"
     export_case(paths["image"], paths["label"], dataset)
     before = checksums(dataset)
-    with DatasetLock(dataset, timeout=0):
-        with pytest.raises(DatasetBusy, match=r"holds the dataset lock \(pid \d+"):
-            export_case(paths["image"], paths["label"], dataset, lock_timeout=0.2)
+    with DatasetLock(dataset, timeout=0), pytest.raises(DatasetBusy, match=r"holds the dataset lock \(pid \d+"):
+        export_case(paths["image"], paths["label"], dataset, lock_timeout=0.2)
     after = checksums(dataset)
     assert {k: v for k, v in after.items() if k != ".lock"} == {k: v for k, v in before.items() if k != ".lock"}
 

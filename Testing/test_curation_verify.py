@@ -14,8 +14,7 @@ import SimpleITK as sitk
 from curation_data import make_case
 
 from PancreasSegLib.cli import main
-from PancreasSegLib.curation import export_case, verify_dataset
-from PancreasSegLib.curation import journal
+from PancreasSegLib.curation import export_case, journal, verify_dataset
 
 
 @pytest.fixture
@@ -89,14 +88,14 @@ def test_cli_verify_exits_0_with_a_summary_and_2_with_one_problem_per_line(datas
 
 def test_cli_verify_of_a_missing_folder_exits_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "PancreasSegLib", "verify", str(tmp_path / "nothing")],
-                          capture_output=True, text=True, timeout=60)
+                          check=False, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stdout.splitlines() == [f"{tmp_path / 'nothing'}: 1 problem(s)", "no such dataset folder"]
 
 
 def _interrupted_export(dataset: Path) -> None:
     """Stage and commit a re-export of case_0002 as an export does, then stop (as if killed)."""
-    image, label, proposal = make_case(1)
+    _, label, _ = make_case(1)
     array = sitk.GetArrayFromImage(label)
     array[array == 2] = 1
     stage = journal.begin(dataset, "case_0002")

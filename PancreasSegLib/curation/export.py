@@ -21,10 +21,24 @@ from PancreasSegLib import __version__
 from PancreasSegLib.curation import journal
 from PancreasSegLib.curation.grid import geometry, grid_difference
 from PancreasSegLib.curation.layout import (
-    SUBFOLDERS, check_target_folder, committed_cases, next_case_id, provenance_path, rebuild_dataset_json)
+    SUBFOLDERS,
+    check_target_folder,
+    committed_cases,
+    next_case_id,
+    provenance_path,
+    rebuild_dataset_json,
+)
 from PancreasSegLib.curation.lock import DEFAULT_TIMEOUT, DatasetLock
 from PancreasSegLib.curation.provenance import (
-    SCHEMA, STATUSES, array_sha256, compare, model_info, read_provenance, source_info, utc_now)
+    SCHEMA,
+    STATUSES,
+    array_sha256,
+    compare,
+    model_info,
+    read_provenance,
+    source_info,
+    utc_now,
+)
 from PancreasSegLib.datasets import FILE_ENDING, NNUNET_LABELS, read_dataset_json, validate_case_id
 from PancreasSegLib.errors import InputError
 
@@ -209,9 +223,9 @@ def _as_label(label: sitk.Image, grid: dict, labels: Mapping[str, int], name: st
     if problem:
         raise InputError(f"its grid does not match the image's: {problem}", name)
     array = sitk.GetArrayFromImage(label)
-    if not np.issubdtype(array.dtype, np.integer):
-        if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
-            raise InputError("holds non-integer values; a label map holds label values only", name)
+    if not np.issubdtype(array.dtype, np.integer) and (
+            not np.all(np.isfinite(array)) or not np.all(array == np.round(array))):
+        raise InputError("holds non-integer values; a label map holds label values only", name)
     values = {int(v) for v in np.unique(array)}
     undeclared = sorted(values - {int(v) for v in labels.values()})
     if undeclared:

@@ -21,9 +21,9 @@ from collections import Counter
 from pathlib import Path
 
 from PancreasSegLib import __version__
-from PancreasSegLib.datasets import FILE_ENDING, NNUNET_LABELS, dataset_json, image_path, label_path
 from PancreasSegLib.atomic import write_json_atomic
 from PancreasSegLib.curation.provenance import STATUSES, read_provenance
+from PancreasSegLib.datasets import FILE_ENDING, NNUNET_LABELS, dataset_json, image_path, label_path
 from PancreasSegLib.errors import InputError
 
 PROPOSALS = "proposals"

@@ -61,8 +61,7 @@ def summarize(folder: str | os.PathLike) -> dict:
 
 def format_text(summary: dict) -> str:
     """The summary as a short plain-text report."""
-    lines = [f"Curated dataset {summary['dataset']}: {summary['cases']} case(s), "
-             f"{summary['re_exported']} re-exported",
+    lines = [f"Curated dataset {summary['dataset']}: {summary['cases']} case(s), {summary['re_exported']} re-exported",
              "status:    " + ", ".join(f"{n} {s}" for s, n in summary["statuses"].items()),
              "reviewers: " + (", ".join(f"{r} {n}" for r, n in summary["reviewers"].items()) or "none"),
              "models:    " + (", ".join(f"{m} {n}" for m, n in summary["models"].items()) or "none"),
