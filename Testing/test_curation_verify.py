@@ -137,3 +137,20 @@ def test_recovery_discards_an_uncommitted_export(dataset):
     assert not stage.exists()
     assert np.array_equal(sorted(p.name for p in (dataset / "provenance").iterdir()),
                           ["case_0001.json", "case_0002.json"])
+
+
+def test_a_plain_nnunet_dataset_without_provenance_is_checked_at_the_nnunet_level(tmp_path, capsys):
+    from PancreasSegLib.datasets import image_path, label_path, write_dataset_json
+
+    folder = tmp_path / "Dataset001_Plain"
+    (folder / "imagesTr").mkdir(parents=True)
+    (folder / "labelsTr").mkdir()
+    image, label, _ = make_case(0)
+    sitk.WriteImage(image, str(image_path(folder, "p1")))
+    sitk.WriteImage(label, str(label_path(folder, "p1")))
+    write_dataset_json(folder, ["p1"])
+    assert main(["verify", str(folder)]) == 0
+    assert "plain nnU-Net dataset" in capsys.readouterr().out
+    assert not (folder / ".lock").exists()  # nothing to recover, nothing written
+    (folder / "labelsTr/p1.nii.gz").unlink()
+    assert verify_dataset(folder).problems == ["p1: image without label (labelsTr/p1.nii.gz)"]

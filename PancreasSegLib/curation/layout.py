@@ -89,6 +89,8 @@ def check_target_folder(folder: str | os.PathLike) -> None:
         raise InputError("is a file, expected a dataset folder", folder)
     if folder.is_dir() and not is_dataset_folder(folder) and any(folder.iterdir()):
         raise InputError("is not empty and holds no dataset.json: not a dataset folder", folder)
+    if folder.is_dir() and not os.access(folder, os.W_OK):
+        raise InputError("the dataset folder is not writable", folder)
     parent = folder.resolve().parent
     if not folder.exists() and not parent.is_dir():
         raise InputError(f"the folder {parent} does not exist", folder)

@@ -26,7 +26,11 @@ STORED_GRID_TOLERANCE = 1e-3
 
 @dataclass
 class VerifyResult:
-    """The problems found (empty when the dataset is sound) and what the dataset holds."""
+    """The problems found (empty when the dataset is sound) and what the dataset holds.
+
+    ``curated`` is False for a plain nnU-Net raw dataset (no provenance folder, no curation summary):
+    then only the nnU-Net-level checks apply.
+    """
 
     folder: str
     problems: list[str] = field(default_factory=list)
@@ -34,12 +38,15 @@ class VerifyResult:
     history_entries: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
     recovered: list[str] = field(default_factory=list)
+    curated: bool = True
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def summary(self) -> str:
+        if not self.curated:
+            return f"{self.folder}: OK, {self.cases} case(s) (a plain nnU-Net dataset: no provenance checked)"
         by_status = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items())) or "none"
         return f"{self.folder}: OK, {self.cases} case(s) ({by_status}), {self.history_entries} history entr" \
                f"{'y' if self.history_entries == 1 else 'ies'}"
@@ -71,9 +78,17 @@ def verify_dataset(folder: str | os.PathLike, recover: bool = True, lock_timeout
         from PancreasSegLib.curation.journal import recover as recover_dataset
         from PancreasSegLib.curation.lock import DatasetLock
 
-        with DatasetLock(folder, lock_timeout):
+        try:
+            lock = DatasetLock(folder, lock_timeout)
+            lock.acquire()
+        except PermissionError:  # a read-only copy: check it as it is, unfinished exports show up as problems
+            _check(folder, result)
+            return result
+        try:
             result.recovered = recover_dataset(folder)
             _check(folder, result)
+        finally:
+            lock.release()
     else:
         _check(folder, result)
     return result
@@ -102,13 +117,15 @@ def _check(folder: Path, result: VerifyResult) -> None:
 
     images = _stems(folder / "imagesTr", f"_0000{ending}", problems)
     labels_tr = _stems(folder / "labelsTr", ending, problems)
+    # A plain nnU-Net raw dataset (e.g. from `pancreasseg phantom`) has no provenance to check.
+    result.curated = (folder / PROVENANCE).is_dir() or "curation" in meta
     provenance = _stems(folder / PROVENANCE, ".json", problems, required=False)
     proposals = _stems(folder / PROPOSALS, ending, problems, required=False)
     for case in sorted(images - labels_tr):
         problems.append(f"{case}: image without label (labelsTr/{case}{ending})")
     for case in sorted(labels_tr - images):
         problems.append(f"{case}: label without image (imagesTr/{case}_0000{ending})")
-    for case in sorted(images - provenance):
+    for case in sorted(images - provenance if result.curated else ()):
         problems.append(f"{case}: no provenance (provenance/{case}.json)")
     for case in sorted(provenance - images):
         problems.append(f"{case}: provenance without image")
@@ -126,6 +143,8 @@ def _check(folder: Path, result: VerifyResult) -> None:
     statuses: Counter[str] = Counter()
     for case in sorted(images & labels_tr):
         prov = _check_case(folder, case, ending, declared, case in proposals, case in provenance, problems)
+        if not result.curated:
+            continue
         if prov is not None:
             statuses[str(prov.get("status"))] += 1
             revision = prov.get("revision")
