@@ -306,3 +306,35 @@ def test_cli_export_prints_one_human_line_and_one_error_line(tmp_path, capsys):
     assert main([*args, "--case-id", "x/../y"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("pancreasseg export: error:") and "invalid case ID" in err and err.count("\n") == 1
+
+
+def test_an_interrupt_before_the_commit_point_leaves_nothing_and_after_it_finishes_the_export(tmp_path,
+                                                                                            monkeypatch):
+    from PancreasSegLib.curation import journal
+
+    paths = write_case(tmp_path / "in")
+    dataset = tmp_path / "ds"
+    export_case(paths["image"], paths["label"], dataset)
+    before = checksums(dataset)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(journal, "commit", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            export_case(paths["image"], paths["label"], dataset, proposal=paths["proposal"])
+    after = checksums(dataset)
+    assert {k: v for k, v in after.items() if k != ".lock"} == {k: v for k, v in before.items() if k != ".lock"}
+
+    real_apply, calls = journal.apply, []
+
+    def apply_once_interrupted(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real_apply(*args)
+
+    monkeypatch.setattr(journal, "apply", apply_once_interrupted)
+    result = export_case(paths["image"], paths["label"], dataset, proposal=paths["proposal"])
+    assert result.case_id == "case_0002" and verify_dataset(dataset).cases == 2

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from PancreasSegLib import __version__
+from PancreasSegLib.atomic import write_json_atomic
 from PancreasSegLib.curation import journal
 from PancreasSegLib.curation.grid import geometry, grid_difference
 from PancreasSegLib.curation.layout import (
@@ -40,7 +41,7 @@ from PancreasSegLib.curation.provenance import (
     utc_now,
 )
 from PancreasSegLib.datasets import FILE_ENDING, NNUNET_LABELS, read_dataset_json, validate_case_id
-from PancreasSegLib.errors import InputError
+from PancreasSegLib.errors import Cancelled, InputError
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
@@ -162,18 +163,23 @@ def export_case(image: str | os.PathLike | sitk.Image, label: str | os.PathLike 
                       revision=int(previous.get("revision", 1)) + 1 if previous else 1)
         image_changed = previous is None or previous.get("image", {}).get("sha256") != record["image"]["sha256"]
         stage = journal.begin(dataset, case_id)
-        if image_changed:
-            _write_image(clean, stage / "image.nii.gz")
-        _write_image(corrected, stage / "label.nii.gz")
-        if proposed is not None:
-            _write_image(proposed, stage / "proposal.nii.gz")
-        from PancreasSegLib.atomic import write_json_atomic
-
-        write_json_atomic(stage / "provenance.json", record)
-        stamp = _history_stamp(dataset, case_id, now) if previous is not None else None
-        journal.commit(dataset, case_id, stamp, image_to_history=previous is not None and image_changed,
-                       has_proposal=proposed is not None)
-        entry = journal.apply(dataset, case_id)
+        try:
+            if image_changed:
+                _write_image(clean, stage / "image.nii.gz")
+            _write_image(corrected, stage / "label.nii.gz")
+            if proposed is not None:
+                _write_image(proposed, stage / "proposal.nii.gz")
+            write_json_atomic(stage / "provenance.json", record)
+            stamp = _history_stamp(dataset, case_id, now) if previous is not None else None
+            journal.commit(dataset, case_id, stamp, image_to_history=previous is not None and image_changed,
+                           has_proposal=proposed is not None)
+        except BaseException:  # before the commit point: undo, so that "cancelled" means nothing written
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        try:
+            entry = journal.apply(dataset, case_id)
+        except (KeyboardInterrupt, Cancelled):  # after the commit point it is too late to cancel: finish
+            entry = journal.apply(dataset, case_id)
     return ExportResult(case_id=case_id, dataset=str(dataset), status=status, revision=record["revision"],
                         comparison=comparison, history=None if entry is None else str(entry), recovered=recovered)
 
