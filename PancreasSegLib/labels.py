@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: Slicer terminology contexts (the lists a segment's codes come from), as Slicer names them.
+SLICER_ANATOMY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
+DICOM_MASTER_CONTEXT = "Segmentation category and type - DICOM master list"
+ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
+
 
 @dataclass(frozen=True)
 class Code:
@@ -25,7 +30,11 @@ class Code:
 
 @dataclass(frozen=True)
 class LabelInfo:
-    """One segment: the label value in the map, a name, its coded meaning and an RGB color in 0..1."""
+    """One segment: the label value in the map, a name, its coded meaning and an RGB color in 0..1.
+
+    ``context`` names the Slicer terminology list that holds the category/type pair, so that Slicer's
+    terminology selector finds the entry.
+    """
 
     value: int
     name: str
@@ -34,6 +43,7 @@ class LabelInfo:
     color: tuple[float, float, float]
     type_modifier: Code | None = None
     anatomic_region: Code | None = None
+    context: str = SLICER_ANATOMY_CONTEXT
     extra: dict = field(default_factory=dict, compare=False)
 
     def to_json(self) -> dict:
@@ -45,21 +55,28 @@ class LabelInfo:
             "type": vars(self.type),
             "color": [round(c, 4) for c in self.color],
         }
+        if self.type_modifier:
+            out["type_modifier"] = vars(self.type_modifier)
         if self.anatomic_region:
             out["anatomic_region"] = vars(self.anatomic_region)
+        if self.context != SLICER_ANATOMY_CONTEXT:
+            out["context"] = self.context
         return out
 
     @classmethod
     def from_json(cls, data: dict) -> LabelInfo:
         """The inverse of :meth:`to_json`."""
         region = data.get("anatomic_region")
+        modifier = data.get("type_modifier")
         return cls(
             value=int(data["value"]),
             name=str(data["name"]),
             category=Code(**data["category"]),
             type=Code(**data["type"]),
             color=tuple(float(c) for c in data["color"]),  # type: ignore[arg-type]
+            type_modifier=Code(**modifier) if modifier else None,
             anatomic_region=Code(**region) if region else None,
+            context=str(data.get("context", SLICER_ANATOMY_CONTEXT)),
         )
 
 
@@ -79,8 +96,10 @@ TUMOR = LabelInfo(
     name="Pancreatic tumor",
     category=MORPHOLOGICALLY_ALTERED_STRUCTURE,
     type=Code("108369006", "SCT", "Neoplasm"),
-    color=(144 / 255, 238 / 255, 144 / 255),
+    color=(144 / 255, 238 / 255, 144 / 255),  # Slicer's color for a lesion ("Mass")
     anatomic_region=Code("15776009", "SCT", "Pancreas"),
+    # Neoplasm is in the DICOM master list (CID 7159), not in Slicer's general anatomy subset.
+    context=DICOM_MASTER_CONTEXT,
 )
 
 #: The labels of a pancreas(+tumor) model, by value.

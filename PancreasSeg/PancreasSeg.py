@@ -1,0 +1,340 @@
+"""PancreasSeg: find and outline the pancreas in abdominal CT, correct it, export it for training.
+
+Flow of the module: inputs -> "Segment pancreas" (background command) -> result in the scene ->
+"Correct in Segment Editor" -> "Export for training". The work is done by ``PancreasSegLib`` in a
+background ``PythonSlicer -m PancreasSegLib`` process; this file only binds the GUI to the Logic in
+``PancreasSegModuleLib.segmentationLogic``.
+"""
+
+import os
+import pathlib
+import shutil
+import sys
+from typing import Annotated, Optional
+
+import qt
+import slicer
+import vtk
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+from PancreasSegModuleLib.libraryPath import ensureLibraryImportable
+
+MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
+LIBRARY_ROOT = ensureLibraryImportable(MODULE_DIR)
+
+from PancreasSegModuleLib import dependencies  # noqa: E402  (needs PancreasSegLib on sys.path)
+from PancreasSegModuleLib.modelBundle import findBundledModel  # noqa: E402
+from PancreasSegModuleLib.processRunner import BackgroundProcess  # noqa: E402
+from PancreasSegModuleLib.segmentationLogic import (  # noqa: E402
+    DEVICES,
+    REVIEW_STATUSES,
+    Callbacks,
+    ExportOptions,
+    SegmentOptions,
+)
+from PancreasSegModuleLib.segmentationLogic import PancreasSegLogic as SegmentationLogicCore  # noqa: E402
+
+
+class PancreasSeg(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "Pancreas Segmentation"
+        self.parent.categories = ["Segmentation"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["PancreasSeg contributors"]
+        self.parent.helpText = """
+Segments the pancreas in an abdominal CT with a two-phase model (Mask R-CNN localizer, then a 3D U-Net
+inside the region it finds), lets you correct the result in the Segment Editor and export the corrected
+case into a curated training dataset.<br>
+<b>Research use only, not for clinical use.</b> The bundled model is trained on synthetic phantoms only,
+not on patient data: it demonstrates the workflow and is not accurate on real CT.
+"""
+        self.parent.acknowledgementText = """
+The two-phase approach follows Dogan et al., Computer Methods and Programs in Biomedicine, 2021.
+Built on 3D Slicer, PyTorch, torchvision, MONAI and SimpleITK.
+"""
+
+
+@parameterNodeWrapper
+class PancreasSegParameterNode:
+    inputVolume: slicer.vtkMRMLScalarVolumeNode
+    modelPath: pathlib.Path
+    device: Annotated[str, Choice(list(DEVICES))] = "auto"
+    marginMm: Annotated[float, WithinRange(0.0, 100.0)] = 20.0
+    showRoi: bool = True
+    keepProbabilities: bool = False
+    datasetFolder: pathlib.Path
+    caseId: str = ""
+    reviewer: str = ""
+    reviewStatus: Annotated[str, Choice(list(REVIEW_STATUSES))] = "corrected"
+    note: str = ""
+
+
+class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/PancreasSeg.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = PancreasSegLogic(confirm=slicer.util.confirmYesNoDisplay)
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+        self.ui.segmentButton.clicked.connect(self.onSegmentOrCancel)
+        self.ui.bundledModelButton.clicked.connect(self.onUseBundledModel)
+        self.ui.correctButton.clicked.connect(self.onCorrect)
+        self.ui.rerunRoiButton.clicked.connect(self.onRerunInsideRoi)
+        self.ui.exportButton.clicked.connect(self.onExport)
+        self.ui.openCaseButton.clicked.connect(self.onOpenCase)
+        self.ui.showRoiCheckBox.toggled.connect(self.onShowRoiToggled)
+        self.ui.deviceInfoLabel.text = dependencies.deviceDescription()
+        self.ui.progressBar.visible = False
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        if self.logic is not None:
+            self.logic.cancel()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGui)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.logic.cancel()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+        if str(self._parameterNode.modelPath) in ("", "."):
+            self.onUseBundledModel()
+
+    def setParameterNode(self, inputParameterNode: Optional[PancreasSegParameterNode]) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGui)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            # Widgets with a "SlicerParameterName" property in the .ui file are bound here.
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGui)
+            self.updateGui()
+
+    # -- GUI state -------------------------------------------------------------------------------------
+
+    def updateGui(self, caller=None, event=None) -> None:
+        p = self._parameterNode
+        running = self.logic.isRunning()
+        self.ui.segmentButton.text = "Cancel" if running else "Segment pancreas"
+        self.ui.segmentButton.enabled = running or bool(p and p.inputVolume)
+        try:
+            self.ui.modelInfoLabel.text = self.logic.checkModel(str(p.modelPath)).summary if p else ""
+        except ValueError as exc:
+            self.ui.modelInfoLabel.text = str(exc)
+        result = self.logic.scene.findResult(p.inputVolume) if p else None
+        for button in (self.ui.correctButton, self.ui.rerunRoiButton, self.ui.exportButton):
+            button.enabled = result is not None and not running
+        self.ui.rerunRoiButton.enabled = bool(result and result.roi) and not running
+        self.ui.openCaseButton.enabled = not running
+
+    def options(self) -> SegmentOptions:
+        p = self._parameterNode
+        return SegmentOptions(str(p.modelPath), p.device, p.marginMm, p.showRoi, p.keepProbabilities)
+
+    def callbacks(self) -> Callbacks:
+        return Callbacks(onProgress=self.onProgress, onDone=self.onSegmentDone, onError=self.onRunError,
+                         onCancelled=self.onRunCancelled)
+
+    # -- actions ---------------------------------------------------------------------------------------
+
+    def onUseBundledModel(self) -> None:
+        bundled = findBundledModel(MODULE_DIR)
+        if bundled is not None and self._parameterNode:
+            self._parameterNode.modelPath = bundled
+
+    def onSegmentOrCancel(self) -> None:
+        if self.logic.isRunning():
+            self.logic.cancel()
+            return
+        with slicer.util.tryWithErrorDisplay("Failed to start the segmentation.", waitCursor=True):
+            if not self.logic.ensureDependencies(slicer.util.confirmOkCancelDisplay):
+                return
+            self._startProgress("Starting...")
+            if not self.logic.segment(self._parameterNode.inputVolume, self.options(), self.callbacks()):
+                self._stopProgress("Kept the existing result.")
+        self.updateGui()
+
+    def onRerunInsideRoi(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Failed to re-run inside the ROI.", waitCursor=True):
+            self._startProgress("Re-running inside the ROI...")
+            if not self.logic.rerunInsideRoi(self._parameterNode.inputVolume, self.options(), self.callbacks()):
+                self._stopProgress("Kept the existing result.")
+        self.updateGui()
+
+    def onCorrect(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Failed to open the Segment Editor."):
+            self.logic.openInSegmentEditor(self._parameterNode.inputVolume)
+
+    def onShowRoiToggled(self, visible: bool) -> None:
+        result = self.logic.scene.findResult(self._parameterNode.inputVolume) if self._parameterNode else None
+        if result is not None:
+            self.logic.scene.setRoiVisible(result.roi, visible)
+
+    def onExport(self) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay("Failed to export the case.", waitCursor=True):
+            options = ExportOptions(str(p.datasetFolder), p.caseId.strip(), p.reviewer.strip(), p.reviewStatus, p.note)
+            self._startProgress("Exporting...")
+            self.logic.exportForTraining(p.inputVolume, options, callbacks=Callbacks(
+                onDone=self.onExportDone, onError=self.onRunError, onCancelled=self.onRunCancelled))
+        self.updateGui()
+
+    def onOpenCase(self) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay("Failed to open the case.", waitCursor=True):
+            result = self.logic.openCase(str(p.datasetFolder), p.caseId.strip())
+            p.inputVolume = result.volume
+            self.ui.statusLabel.text = f"Opened case {p.caseId.strip()} for review."
+        self.updateGui()
+
+    # -- progress --------------------------------------------------------------------------------------
+
+    def _startProgress(self, message: str) -> None:
+        self.ui.progressBar.value = 0
+        self.ui.progressBar.visible = True
+        self.ui.statusLabel.text = message
+        self.updateGui()
+
+    def _stopProgress(self, message: str) -> None:
+        self.ui.progressBar.visible = False
+        self.ui.statusLabel.text = message
+        self.updateGui()
+
+    def onProgress(self, fraction: float, message: str) -> None:
+        self.ui.progressBar.value = int(round(100 * fraction))
+        self.ui.statusLabel.text = message
+
+    def onSegmentDone(self, result) -> None:
+        self._stopProgress(f"Done: {result.segmentation.GetName()}. Review it, then correct or export.")
+
+    def onExportDone(self, summary) -> None:
+        self._stopProgress(summary.text)
+        self.ui.exportResultLabel.text = summary.text
+
+    def onRunError(self, message: str) -> None:
+        self._stopProgress("Failed: " + message)
+        slicer.util.errorDisplay(message, windowTitle="PancreasSeg")
+
+    def onRunCancelled(self) -> None:
+        self._stopProgress("Cancelled; the scene is unchanged.")
+
+
+class PancreasSegLogic(ScriptedLoadableModuleLogic, SegmentationLogicCore):
+    """The module's Logic: the plain-Python Logic with Slicer's scene, a Qt-timed runner and PythonSlicer."""
+
+    def __init__(self, confirm=None) -> None:
+        from PancreasSegModuleLib.sceneAdapter import SlicerSceneAdapter
+
+        ScriptedLoadableModuleLogic.__init__(self)
+        SegmentationLogicCore.__init__(self, SlicerSceneAdapter(), BackgroundProcess(schedule=qt.QTimer.singleShot),
+                                  pythonExecutable=self.findPythonSlicer(), libraryRoot=LIBRARY_ROOT,
+                                  confirm=confirm)
+
+    def getParameterNode(self):
+        return PancreasSegParameterNode(super().getParameterNode())
+
+    @staticmethod
+    def findPythonSlicer() -> str:
+        # PythonSlicer sets up Slicer's Python environment for a child process; sys.executable is the app.
+        return shutil.which("PythonSlicer") or sys.executable
+
+    def ensureDependencies(self, confirm) -> bool:
+        missing = dependencies.missingPackages()
+        return dependencies.installMissing(missing, confirm) if missing else True
+
+
+class PancreasSegTest(ScriptedLoadableModuleTest):
+    """Runs the real module logic with the bundled model on a synthetic phantom."""
+
+    DICE_FLOOR = 0.6
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_segment_phantom_with_bundled_model()
+
+    def test_segment_phantom_with_bundled_model(self):
+        import numpy as np
+        import SimpleITK as sitk
+
+        from PancreasSegLib.labels import PANCREAS
+        from PancreasSegLib.phantom import make_phantom
+        from PancreasSegModuleLib.terminology import terminologyEntry
+
+        self.delayDisplay("Making a phantom CT")
+        image, label = make_phantom(seed=7)
+        volumeNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "phantom")
+        slicer.util.updateVolumeFromArray(volumeNode, sitk.GetArrayFromImage(image).astype(np.int16))
+        # SimpleITK geometry is LPS; a Slicer volume node's is RAS.
+        ijkToRas = vtk.vtkMatrix4x4()
+        direction = np.array(image.GetDirection()).reshape(3, 3) * np.array(image.GetSpacing())
+        lpsToRas = np.diag([-1.0, -1.0, 1.0])
+        rasDirection = lpsToRas @ direction
+        rasOrigin = lpsToRas @ np.array(image.GetOrigin())
+        for row in range(3):
+            for column in range(3):
+                ijkToRas.SetElement(row, column, rasDirection[row, column])
+            ijkToRas.SetElement(row, 3, rasOrigin[row])
+        volumeNode.SetIJKToRASMatrix(ijkToRas)
+
+        logic = PancreasSegLogic(confirm=lambda question: True)
+        model = findBundledModel(MODULE_DIR)
+        self.assertIsNotNone(model, "the bundled model is missing")
+        self.delayDisplay("Segmenting (background process)")
+        logic.segment(volumeNode, SegmentOptions(str(model), device="auto"))
+        result = logic.wait(idle=slicer.app.processEvents, timeoutSeconds=1800)
+
+        segmentation = result.segmentation.GetSegmentation()
+        segmentId = segmentation.GetSegmentIdBySegmentName(PANCREAS.name)
+        self.assertTrue(segmentId, "no 'Pancreas' segment")
+        segment = segmentation.GetSegment(segmentId)
+        self.assertEqual(segment.GetTag(segment.GetTerminologyEntryTagName()), terminologyEntry(PANCREAS))
+        self.assertEqual(result.segmentation.GetNodeReference(
+            result.segmentation.GetReferenceImageGeometryReferenceRole()), volumeNode)
+        self.assertIsNotNone(result.proposal)
+
+        predicted = slicer.util.arrayFromSegmentBinaryLabelmap(result.segmentation, segmentId, volumeNode) > 0
+        truth = sitk.GetArrayFromImage(label) == PANCREAS.value
+        dice = 2.0 * np.logical_and(predicted, truth).sum() / max(predicted.sum() + truth.sum(), 1)
+        self.delayDisplay(f"Dice vs phantom label: {dice:.3f}")
+        self.assertGreater(dice, self.DICE_FLOOR)
+        self.delayDisplay("Test passed")

@@ -1,0 +1,139 @@
+"""Test doubles of the PancreasSeg module's scene interface and process runner (no Slicer needed)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULE_DIR = ROOT / "PancreasSeg"
+if str(MODULE_DIR) not in sys.path:
+    sys.path.insert(0, str(MODULE_DIR))
+
+from PancreasSegModuleLib.roiGeometry import RoiGeometry  # noqa: E402
+from PancreasSegModuleLib.segmentationLogic import SegmentationResult  # noqa: E402
+
+
+@dataclass(eq=False)
+class FakeNode:
+    """A stand-in for an MRML node: a name, a kind and free-form properties."""
+
+    name: str
+    kind: str
+    props: dict = field(default_factory=dict)
+
+
+class FakeScene:
+    """Records every call; keeps nodes in a list like a scene would."""
+
+    def __init__(self) -> None:
+        self.nodes: list[FakeNode] = []
+        self.calls: list[tuple] = []
+        self.results: list[SegmentationResult] = []
+
+    def add(self, name: str, kind: str, **props) -> FakeNode:
+        node = FakeNode(name, kind, dict(props))
+        self.nodes.append(node)
+        return node
+
+    def nodeName(self, node):
+        return node.name
+
+    def writeVolume(self, volumeNode, path):
+        self.calls.append(("writeVolume", volumeNode.name, path))
+        Path(path).write_bytes(b"volume")
+
+    def importSegmentation(self, path, volumeNode, name, labels, hidden=False):
+        self.calls.append(("importSegmentation", path, volumeNode.name, name, hidden))
+        return self.add(name, "segmentation", source=Path(path).read_bytes(), labels=list(labels), hidden=hidden,
+                        referenceVolume=volumeNode)
+
+    def copySegmentation(self, segmentationNode, name):
+        self.calls.append(("copySegmentation", segmentationNode.name, name))
+        return self.add(name, "segmentation", source=segmentationNode.props["source"], hidden=True)
+
+    def createRoi(self, name, roi: RoiGeometry, visible):
+        self.calls.append(("createRoi", name, roi, visible))
+        return self.add(name, "roi", geometry=roi, visible=visible)
+
+    def readRoi(self, roiNode):
+        return roiNode.props["geometry"]
+
+    def loadProbabilityMap(self, path, name):
+        return self.add(name, "volume", path=path)
+
+    def findResult(self, volumeNode):
+        return next((r for r in self.results if r.volume is volumeNode), None)
+
+    def linkResult(self, result):
+        self.results = [r for r in self.results if r.volume is not result.volume] + [result]
+
+    def removeNodes(self, nodes):
+        for node in nodes:
+            self.calls.append(("remove", node.name))
+            self.nodes.remove(node)
+
+    def showResult(self, result):
+        self.calls.append(("showResult", result.segmentation.name))
+
+    def openSegmentEditor(self, segmentationNode, volumeNode):
+        self.calls.append(("openSegmentEditor", segmentationNode.name, volumeNode.name))
+
+    def exportLabelmap(self, segmentationNode, volumeNode, path, labels):
+        self.calls.append(("exportLabelmap", segmentationNode.name, volumeNode.name, path))
+        Path(path).write_bytes(segmentationNode.props["source"])
+
+    def loadVolume(self, path, name):
+        self.calls.append(("loadVolume", path, name))
+        return self.add(name, "volume", path=path)
+
+
+class FakeRunner:
+    """Records the command; the test plays the process's output and end with :meth:`play`."""
+
+    def __init__(self) -> None:
+        self.args: list[str] | None = None
+        self.env: dict | None = None
+        self.running = False
+        self.cancelled = False
+        self.cancelCalls = 0
+        self._callbacks: dict = {}
+
+    def start(self, args, onStdout=None, onStderr=None, onFinished=None, env=None, cwd=None):
+        self.args, self.env, self.running, self.cancelled = list(args), env, True, False
+        self._callbacks = {"out": onStdout, "err": onStderr, "finished": onFinished}
+
+    def isRunning(self):
+        return self.running
+
+    def cancel(self):
+        self.cancelCalls += 1
+        self.cancelled = True
+
+    def play(self, stdoutChunks=(), stderr="", exitCode=0, before_finish=None):
+        for chunk in stdoutChunks:
+            self._callbacks["out"](chunk)
+        if before_finish is not None:
+            before_finish()
+        self.running = False
+        self._callbacks["finished"](130 if self.cancelled else exitCode, stderr)
+
+    def wait(self, timeoutSeconds=None, idle=None):
+        return 0
+
+    def argument(self, flag):
+        return self.args[self.args.index(flag) + 1]
+
+
+def writeFakeOutput(args, content=b"label"):
+    """Do what the segment command would: write the -o file (and roi-out) from its command line."""
+    out = args[args.index("-o") + 1]
+    Path(out).write_bytes(content)
+    return out
+
+
+def copyModel(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
