@@ -72,7 +72,7 @@ class Detections:
 
 def axial_grid(image: sitk.Image, stage: dict[str, Any]) -> AxialGrid:
     """The canonical axial grid for ``image`` under the localizer stage configuration."""
-    lo, hi = image_lps_bounds(image)
+    lo, hi = image_lps_bounds(image, edges=False)
     height, width = (int(s) for s in stage["slice_size_yx"])
     spacing = float(stage["in_plane_spacing_mm"])
     center = (lo + hi) / 2

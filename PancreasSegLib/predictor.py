@@ -151,7 +151,7 @@ class Predictor:
             lower, upper = roi.lps_bounds()
             margin = roi.margin_mm
         elif phase2_only:
-            lower, upper = image_lps_bounds(image)
+            lower, upper = image_lps_bounds(image, edges=False)
         else:
             localizer_roi = localize(image, self.bundle.localizer, loc_stage, self.device, margin, report)
             seconds["localize"] = time.perf_counter() - tick

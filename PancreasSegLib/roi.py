@@ -156,9 +156,16 @@ def image_extent_along_axes(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
     return origin - spacing / 2, origin + (size - 0.5) * spacing
 
 
-def image_lps_bounds(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
-    """The LPS-aligned bounding box of the image's extent (voxel edges), in mm."""
+def image_lps_bounds(image: sitk.Image, edges: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The LPS-aligned bounding box of the image's extent, in mm: of its voxel edges, or of its voxel centres.
+
+    Resampling uses the centres' box: a sample exactly on the outer voxel edge is inside or outside
+    the image depending on rounding, which would make flipped copies of a volume differ.
+    """
     lo, hi = image_extent_along_axes(image)
+    if not edges:
+        half = np.asarray(image.GetSpacing()) / 2
+        lo, hi = lo + half, hi - half
     center = ((lo + hi) / 2) @ np.asarray(image_axes(image))
     return ROI(_tuple(center), _tuple(hi - lo), image_axes(image)).lps_bounds()
 

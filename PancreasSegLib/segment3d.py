@@ -52,7 +52,7 @@ class CropGrid:
 
 def crop_grid(image: sitk.Image, lower, upper, spacing_xyz) -> CropGrid:
     """The fine LPS-aligned grid over the box ``[lower, upper]`` (LPS mm) cut to the image's bounding box."""
-    img_lo, img_hi = image_lps_bounds(image)
+    img_lo, img_hi = image_lps_bounds(image, edges=False)
     lower, upper = np.asarray(lower, float), np.asarray(upper, float)
     lo, hi = np.maximum(lower, img_lo), np.minimum(upper, img_hi)
     spacing = np.asarray(spacing_xyz, dtype=float)
