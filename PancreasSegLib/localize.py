@@ -125,13 +125,24 @@ def window(array: np.ndarray, hu_window) -> np.ndarray:
 @contextlib.contextmanager
 def _boxes_only(model: torch.nn.Module) -> Iterator[None]:
     # The ROI needs boxes only: skipping the mask branch saves pasting 28x28 masks into every slice.
+    # The slices already have the network's input size, so torchvision's resize (an interpolation
+    # even at scale 1) is skipped too.
     heads = model.roi_heads
     saved = heads.mask_roi_pool, heads.mask_head, heads.mask_predictor
     heads.mask_roi_pool = heads.mask_head = heads.mask_predictor = None
+    transform = getattr(model, "transform", None)
+    if transform is not None:
+        transform.resize = _no_resize
     try:
         yield
     finally:
         heads.mask_roi_pool, heads.mask_head, heads.mask_predictor = saved
+        if transform is not None:
+            del transform.resize
+
+
+def _no_resize(image, target=None):
+    return image, target
 
 
 def detect(model: torch.nn.Module, slices01: np.ndarray, device: str = "cpu",
@@ -226,6 +237,20 @@ def localize(image: sitk.Image, model: torch.nn.Module, stage: dict[str, Any], d
     Returns:
         The ROI along the image's axes, margin included, cut to the image's extent.
     """
+    box = find_box(image, model, stage, device, margin_mm, progress)
+    if box is None:
+        return None
+    margin = float(stage.get("margin_mm", 20.0) if margin_mm is None else margin_mm)
+    return ROI.from_lps_bounds(box[0], box[1], image_axes(image), margin).clipped_to(image)
+
+
+def find_box(image: sitk.Image, model: torch.nn.Module, stage: dict[str, Any], device: str = "cpu",
+             margin_mm: float | None = None, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Phase 1 as an LPS-aligned box (lower, upper corner in mm, margin included), or ``None``.
+
+    The arguments are those of :func:`localize`. For an oblique image the LPS box is tighter than
+    the ROI along the image's axes, so phase 2 crops this box.
+    """
     margin = float(stage.get("margin_mm", 20.0) if margin_mm is None else margin_mm)
     threshold = float(stage["score_threshold"])
     step = float(stage["slice_step_mm"])
@@ -258,9 +283,8 @@ def localize(image: sitk.Image, model: torch.nn.Module, stage: dict[str, Any], d
             for zz, (boxes, scores) in zip(probes, detect(model, slices, device, batch)):
                 found.add(zz, grid.pixel_to_lps_xy(boxes), scores)
     box = _refined_box(found, threshold, step, fine_step, coarse, stage.get("max_box_offset_mm", 80.0))
-    lower, upper = box[0] - margin, box[1] + margin
     report("localize", 1.0, "pancreas found")
-    return ROI.from_lps_bounds(lower, upper, image_axes(image), margin).clipped_to(image)
+    return box[0] - margin, box[1] + margin
 
 
 def _refined_box(found: Detections, threshold: float, step: float, fine_step: float, coarse, max_offset: float):

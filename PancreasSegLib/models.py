@@ -1,11 +1,11 @@
 """The two networks of the cascade, built from plain configuration dicts (the stages of model.json).
 
 Phase 1, the **localizer**, is torchvision's Mask R-CNN on single axial slices (one grey channel,
-windowed to [0, 1]). Its backbone is a ResNet-18 cut after ``layer3`` with a small FPN: on two CPU
-cores a batch of 30 slices of 192 x 192 takes about 1.5 s, its weights are 5 M parameters (10 MB in
-fp16), and it is trained from scratch (no pretrained download, ever), so it uses real batch norm
-rather than torchvision's frozen one. Heads and proposal counts are cut down: the pancreas is one
-object per slice, so 200/50 proposals and 5 detections per slice are plenty.
+windowed to [0, 1]). Its backbone is a ResNet-18 cut after ``layer3`` with a small FPN: 5.1 M
+parameters (10 MB in fp16), about 1-2 s for the 36 slices of a 30 cm scan on two CPU cores. It is
+trained from scratch (no pretrained download, ever), so it uses real batch norm rather than
+torchvision's frozen one. Heads and proposal counts are cut down: the pancreas is one object per
+slice, so 100/20 proposals and 5 detections per slice are plenty.
 
 Phase 2, the **segmenter**, is MONAI's ``DynUNet``: the configurable U-Net of nnU-Net (which the seed
 paper uses as its strongest comparator). Why this one rather than MONAI's ``UNet``, ``BasicUNet`` or
@@ -17,8 +17,9 @@ paper uses as its strongest comparator). Why this one rather than MONAI's ``UNet
   code changes, and deep supervision is available to training;
 - instance norm and leaky ReLU train well from scratch with the small batches a CPU allows.
 
-Filters (16, 32, 64, 128, 256) keep it at 5.6 M parameters (11 MB in fp16) and about 0.6 M voxels/s
-on two CPU cores, which at 1 mm is a 14 x 10 x 10 cm pancreas ROI in about 2.5 s.
+Filters (8, 32, 64, 128, 256): 5.6 M parameters (11 MB in fp16). The full-resolution level only
+refines the boundary from the level below and is the most expensive per channel, so it gets 8
+channels (16 cost 1.5x the time and 1.4x the memory). See docs/model.md.
 
 Both builders take either the whole model configuration (``{"stages": {...}}``) or one stage's dict
 (``{"arch": ..., "params": {...}}``). Architectures are looked up by name in :data:`LOCALIZER_ARCHS`
@@ -52,9 +53,9 @@ def default_config() -> dict[str, Any]:
     """The default model configuration: what a fresh model.json holds before training fills it in.
 
     Sizes are chosen so that both stages train on a CPU in well under an hour on phantoms and
-    infer fast: localizer slices of 192 x 192 at 2 mm (a 38 cm field of view) every 8 mm,
-    segmenter at 1 mm isotropic with a sliding window of 96 x 128 x 160 voxels (z, y, x) that
-    covers a typical ROI in one or two windows.
+    infer fast: localizer slices of 192 x 192 at 2 mm (a 38 cm field of view) every 10 mm,
+    segmenter at 1 mm isotropic with a sliding window of up to 128 x 128 x 192 voxels (z, y, x),
+    so that a pancreas ROI (organ + 20 mm on each side) is a single window.
 
     Axis order is spelled out in every key: ``_xyz`` for physical quantities in SimpleITK order,
     ``_zyx`` for array shapes.
@@ -84,8 +85,8 @@ _DEFAULT_CONFIG: dict[str, Any] = {
                 "mask_head_channels": 64,
                 "rpn_pre_nms_top_n_train": 1000,
                 "rpn_post_nms_top_n_train": 500,
-                "rpn_pre_nms_top_n_test": 200,
-                "rpn_post_nms_top_n_test": 50,
+                "rpn_pre_nms_top_n_test": 100,
+                "rpn_post_nms_top_n_test": 20,
                 "box_detections_per_img": 5,
                 "box_score_thresh": 0.05,
             },
@@ -93,7 +94,9 @@ _DEFAULT_CONFIG: dict[str, Any] = {
             "in_plane_spacing_mm": 2.0,
             "slice_size_yx": [192, 192],
             "hu_window": [-160.0, 240.0],
-            "slice_step_mm": 8.0,
+            "slice_step_mm": 10.0,
+            "refine_slices": 3,
+            "batch_size": 32,
             "score_threshold": 0.5,
             "margin_mm": 20.0,
             "weights": {"file": "localizer.safetensors", "sha256": None},
@@ -103,7 +106,7 @@ _DEFAULT_CONFIG: dict[str, Any] = {
             "params": {
                 "in_channels": 1,
                 "out_channels": 2,
-                "filters": [16, 32, 64, 128, 256],
+                "filters": [8, 32, 64, 128, 256],
                 "kernel_size": [3, 3, 3, 3, 3],
                 "strides": [1, 2, 2, 2, 2],
                 "upsample_kernel_size": [2, 2, 2, 2],
@@ -114,7 +117,7 @@ _DEFAULT_CONFIG: dict[str, Any] = {
             "spacing_xyz_mm": [1.0, 1.0, 1.0],
             "hu_window": [-160.0, 240.0],
             "normalization": "window",
-            "patch_size_zyx": [96, 128, 160],
+            "patch_size_zyx": [128, 128, 192],
             "size_divisor": 16,
             "overlap": 0.25,
             "sw_batch_size": 1,

@@ -20,7 +20,7 @@ import numpy as np
 
 from PancreasSegLib.bundle import Bundle
 from PancreasSegLib.errors import InputError, NoPancreasFound
-from PancreasSegLib.roi import ROI, image_lps_bounds
+from PancreasSegLib.roi import ROI, image_axes, image_lps_bounds
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
@@ -133,15 +133,14 @@ class Predictor:
     def _predict(self, image, roi, progress, allow_empty, margin_mm, phase2_only) -> Prediction:
         import SimpleITK as sitk
 
-        from PancreasSegLib.localize import localize
+        from PancreasSegLib.localize import find_box
         from PancreasSegLib.segment3d import final_roi, paste, run_phase2, to_input_grid
 
         report = progress or (lambda *a: None)
         seconds: dict[str, float] = {}
         loc_stage, seg_stage = self.bundle.stage("localizer"), self.bundle.stage("segmenter")
         margin = float(loc_stage.get("margin_mm", 20.0) if margin_mm is None else margin_mm)
-        if image.GetPixelID() != sitk.sitkFloat32:
-            image = sitk.Cast(image, sitk.sitkFloat32)
+        # No cast of the whole volume to float: both phases resample only what they need, to float32.
         localizer_roi = None
         tick = time.perf_counter()
         if roi is not None:
@@ -153,11 +152,12 @@ class Predictor:
         elif phase2_only:
             lower, upper = image_lps_bounds(image, edges=False)
         else:
-            localizer_roi = localize(image, self.bundle.localizer, loc_stage, self.device, margin, report)
+            box = find_box(image, self.bundle.localizer, loc_stage, self.device, margin, report)
             seconds["localize"] = time.perf_counter() - tick
-            if localizer_roi is None:
+            if box is None:
                 return self._empty(image, None, allow_empty, seconds, "the localizer found nothing")
-            lower, upper = localizer_roi.lps_bounds()
+            lower, upper = box
+            localizer_roi = ROI.from_lps_bounds(lower, upper, image_axes(image), margin).clipped_to(image)
         tick = time.perf_counter()
         result = run_phase2(image, self.bundle.segmenter, seg_stage, self.bundle.postprocessing, lower, upper,
                             self.device, report, guard=not phase2_only)
@@ -189,12 +189,12 @@ class Predictor:
                      roi: ROI | None = None, progress: Progress | None = None, allow_empty: bool = False,
                      margin_mm: float | None = None, phase2_only: bool = False) -> Prediction:
         """Read a CT file or DICOM folder, segment it, write the label map (.seg.nrrd, .nii.gz, .nrrd) atomically."""
-        from PancreasSegLib.volume_io import read_ct, write_labelmap
+        from PancreasSegLib.volume_io import read_volume, write_labelmap
 
         report = progress or (lambda *a: None)
         tick = time.perf_counter()
         report("read", 0.0, f"reading {Path(input_path).name}")
-        image = read_ct(input_path, series)
+        image = read_volume(input_path, series)
         read_s = time.perf_counter() - tick
         prediction = self.predict_image(image, roi, progress, allow_empty, margin_mm, phase2_only)
         tick = time.perf_counter()

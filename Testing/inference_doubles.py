@@ -79,7 +79,8 @@ def blob_volume(shape_zyx=(40, 56, 64), spacing=(1.5, 1.6, 2.5), middle_mm=(3.0,
     image.SetSpacing(spacing)
     if direction is not None:
         image.SetDirection(direction)
-    half = np.asarray(image.GetDirection()).reshape(3, 3) @ (np.asarray(spacing) * (np.asarray(shape_zyx[::-1]) - 1) / 2)
+    extent = np.asarray(spacing) * (np.asarray(shape_zyx[::-1]) - 1)
+    half = np.asarray(image.GetDirection()).reshape(3, 3) @ (extent / 2)
     origin = tuple(float(v) for v in np.asarray(middle_mm) - half)
     image.SetOrigin(origin)
     index = np.indices(shape_zyx[::-1], dtype=float).reshape(3, -1)  # x, y, z index per voxel

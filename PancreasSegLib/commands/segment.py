@@ -20,8 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-#: The bundled model used when --model is not given.
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "Resources" / "Models" / "pancreas-phantom-v1"
+#: The model used when --model is not given: $PANCREASSEG_MODEL, else the bundled one.
+DEFAULT_MODEL = Path(os.environ.get("PANCREASSEG_MODEL") or
+                     Path(__file__).resolve().parents[2] / "Resources" / "Models" / "pancreas-phantom-v1")
 _FOLDER_FORMATS = (".nii.gz", ".seg.nrrd", ".nrrd")
 
 
@@ -30,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="OUT",
                         help="output label file (.seg.nrrd, .nii.gz, .nrrd), or a folder for several inputs")
     parser.add_argument("--model", metavar="BUNDLE_DIR", default=None,
-                        help=f"model bundle folder (default: the bundled {DEFAULT_MODEL.name})")
+                        help=f"model bundle folder (default: $PANCREASSEG_MODEL or the bundled {DEFAULT_MODEL.name})")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                         help="auto: CUDA, then MPS, then CPU (default: auto)")
     parser.add_argument("--series", metavar="UID", help="SeriesInstanceUID when a DICOM folder holds several series")
@@ -164,11 +165,11 @@ def _case_name(path: Path) -> str:
 def _segment_one(predictor, source: Path, target: Path, args, roi, reporter) -> tuple[dict[str, str], dict[str, Any]]:
     from PancreasSegLib.errors import InputError
     from PancreasSegLib.roi import write_roi
-    from PancreasSegLib.volume_io import read_ct, write_labelmap, write_volume
+    from PancreasSegLib.volume_io import read_volume, write_labelmap, write_volume
 
     reporter("read", 0.0, f"reading {source.name}")
     tick = time.perf_counter()
-    image = read_ct(source, args.series)
+    image = read_volume(source, args.series)  # as stored (often int16): never cast whole to float
     read_s = time.perf_counter() - tick
     reporter("read", 1.0, f"{source.name}: {image.GetSize()[0]}x{image.GetSize()[1]}x{image.GetSize()[2]}")
     try:
