@@ -138,14 +138,19 @@ def test_bad_options_exit_2_before_any_work(files, tmp_path, capsys, args, match
     assert code == 2 and match in capsys.readouterr().err
 
 
-def test_surface_output_reports_its_volume(files, tmp_path, capsys):
+def test_surface_and_probabilities_are_written_with_the_segmentation(files, tmp_path, capsys):
     pytest.importorskip("vtk")
-    surface = tmp_path / "pancreas.stl"
+    surface, prob = tmp_path / "pancreas.stl", tmp_path / "prob.nii.gz"
     assert main(["segment", str(files["ct"]), "-o", str(tmp_path / "s.nii.gz"), "--model", str(files["seeing"]),
-                 "--roi", str(files["roi"]), "--surface", str(surface), "--progress", "jsonl"]) == 0
+                 "--roi", str(files["roi"]), "--surface", str(surface), "--probabilities", str(prob),
+                 "--progress", "jsonl"]) == 0
     done = _events(capsys.readouterr().out)[-1]
     assert surface.stat().st_size > 0 and done["outputs"]["surface"] == str(surface)
     assert done["surface_volume_ml"] == pytest.approx(done["volume_ml"], rel=0.3)
+    probabilities = read_volume(prob)
+    assert same_grid(probabilities, read_volume(files["ct"]))
+    values = sitk.GetArrayViewFromImage(probabilities)
+    assert values.min() >= 0.0 and values.max() <= 1.0 and values.max() >= 0.5
 
 
 def test_snapshot_output_is_a_png(files, tmp_path):
