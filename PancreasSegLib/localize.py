@@ -282,12 +282,12 @@ def find_box(image: sitk.Image, model: torch.nn.Module, stage: dict[str, Any], d
             slices = window(sample_slices(image, grid, probes), stage["hu_window"])
             for zz, (boxes, scores) in zip(probes, detect(model, slices, device, batch)):
                 found.add(zz, grid.pixel_to_lps_xy(boxes), scores)
-    box = _refined_box(found, threshold, step, fine_step, coarse, stage.get("max_box_offset_mm", 80.0))
+    box = _refined_box(found, threshold, step, coarse, stage.get("max_box_offset_mm", 80.0))
     report("localize", 1.0, "pancreas found")
     return box[0] - margin, box[1] + margin
 
 
-def _refined_box(found: Detections, threshold: float, step: float, fine_step: float, coarse, max_offset: float):
+def _refined_box(found: Detections, threshold: float, step: float, coarse, max_offset: float):
     # z extent: walk outward from the coarse run through the probes while they still hit.
     found = found.sorted()
     z = np.array(found.z)
@@ -300,9 +300,9 @@ def _refined_box(found: Detections, threshold: float, step: float, fine_step: fl
         lo_i -= 1
     while hi_i < len(z) - 1 and hit[hi_i + 1] and z[hi_i + 1] - z_last < step - 1e-6:
         hi_i += 1
-    # Half a fine step beyond the outermost hit when a probe bounds it, half a coarse step otherwise.
-    below = fine_step if lo_i > 0 and z_first - z[lo_i - 1] < step - 1e-6 else step
-    above = fine_step if hi_i < len(z) - 1 and z[hi_i + 1] - z_last < step - 1e-6 else step
+    # The organ ends somewhere between the outermost hit and the next slice seen (a miss): take half way.
+    below = min(step, z[lo_i] - z[lo_i - 1]) if lo_i > 0 else step
+    above = min(step, z[hi_i + 1] - z[hi_i]) if hi_i < len(z) - 1 else step
     boxes = [_hit_boxes(found, i, threshold) for i in range(lo_i, hi_i + 1) if hit[i]]
     lo_xy, hi_xy = combine_boxes(boxes, max_offset)
     return (np.array([lo_xy[0], lo_xy[1], z[lo_i] - below / 2]),
