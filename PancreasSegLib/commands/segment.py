@@ -1,0 +1,223 @@
+"""Segment the pancreas in CT volumes (two-phase: Mask R-CNN localizer, then 3D U-Net on the ROI).
+
+INPUT is a CT file (.nii.gz, .nii, .nrrd, .mha) or a folder holding one DICOM series. With one INPUT,
+OUT is the output file (.seg.nrrd, .nii.gz or .nrrd); with several, OUT is an existing folder and
+each result is named after its input. The label map has exactly the input's grid. Every file is
+written atomically at the end; a cancelled run (Ctrl-C, SIGTERM: exit 130) leaves no partial file.
+
+Exit status: 0 done, 2 bad input or no pancreas found (unless --allow-empty), 1 internal error.
+
+examples:
+  pancreasseg segment ct.nii.gz -o pancreas.seg.nrrd --roi-out roi.json --snapshot qa.png
+  pancreasseg segment scans/*.nii.gz -o results/ --progress jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+#: The model used when --model is not given: $PANCREASSEG_MODEL, else the bundled one.
+DEFAULT_MODEL = Path(os.environ.get("PANCREASSEG_MODEL") or
+                     Path(__file__).resolve().parents[2] / "Resources" / "Models" / "pancreas-phantom-v1")
+_FOLDER_FORMATS = (".nii.gz", ".seg.nrrd", ".nrrd")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="CT file or DICOM series folder")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="output label file (.seg.nrrd, .nii.gz, .nrrd), or a folder for several inputs")
+    parser.add_argument("--model", metavar="BUNDLE_DIR", default=None,
+                        help=f"model bundle folder (default: $PANCREASSEG_MODEL or the bundled {DEFAULT_MODEL.name})")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                        help="auto: CUDA, then MPS, then CPU (default: auto)")
+    parser.add_argument("--series", metavar="UID", help="SeriesInstanceUID when a DICOM folder holds several series")
+    parser.add_argument("--roi-out", metavar="ROI.json", help="write the segmented ROI (LPS box) as JSON")
+    parser.add_argument("--roi", metavar="ROI.json", help="segment this ROI and skip phase 1 (the localizer)")
+    parser.add_argument("--margin-mm", type=float, default=None,
+                        help="margin around phase 1's detections (default: the model's, 20 mm)")
+    parser.add_argument("--progress", default="bar", choices=("bar", "jsonl", "none"),
+                        help="bar on stderr for people, JSON lines on stdout for programs (default: bar)")
+    parser.add_argument("--allow-empty", action="store_true",
+                        help="write an empty label map instead of failing when no pancreas is found")
+    parser.add_argument("--probabilities", metavar="PROB.nii.gz",
+                        help="also write the pancreas probability (float32, input grid)")
+    parser.add_argument("--surface", metavar="SURFACE.stl|.vtp", help="also write the smoothed surface mesh")
+    parser.add_argument("--snapshot", metavar="QA.png", help="also write a montage with the result overlaid")
+    parser.add_argument("--phase2-only", action="store_true",
+                        help="single-stage baseline: the segmenter over the whole volume, no localizer")
+    parser.add_argument("--format", default=".nii.gz", choices=_FOLDER_FORMATS,
+                        help="file type of the results when OUT is a folder (default: .nii.gz)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from PancreasSegLib.progress import cancel_on_signals, make_reporter
+
+    reporter = make_reporter(args.progress)
+    try:
+        with cancel_on_signals():
+            return _run(args, reporter)
+    except BaseException as exc:
+        from PancreasSegLib.errors import Cancelled, InputError
+
+        if isinstance(exc, InputError):
+            reporter.error(str(exc))
+        elif isinstance(exc, (Cancelled, KeyboardInterrupt)):
+            reporter.error("cancelled, nothing written")
+        elif isinstance(exc, Exception):
+            reporter.error(f"internal error: {type(exc).__name__}: {exc}")
+        raise
+
+
+def _run(args: argparse.Namespace, reporter) -> int:
+    from PancreasSegLib.errors import InputError
+
+    plan = _plan(args)
+    roi = None
+    if args.roi:
+        from PancreasSegLib.roi import read_roi
+
+        roi = read_roi(args.roi)
+    if args.roi and args.phase2_only:
+        raise InputError("--roi and --phase2-only exclude each other")
+    from PancreasSegLib.predictor import Predictor
+
+    model = Path(args.model) if args.model else DEFAULT_MODEL
+    predictor = Predictor.from_bundle(model, args.device)
+    started = time.perf_counter()
+    results = []
+    for source, target in plan:
+        outputs, info = _segment_one(predictor, source, target, args, roi, reporter)
+        results.append((outputs, info))
+        if len(plan) > 1:
+            reporter.event("case", input=str(source), outputs=outputs, **info)
+    seconds = time.perf_counter() - started
+    if len(plan) == 1:
+        outputs, info = results[0]
+        reporter.done(outputs, info.pop("roi"), seconds, **info, model=predictor.describe())
+    else:
+        merged: dict[str, list] = {}
+        for outputs, _ in results:
+            for key, value in outputs.items():
+                merged.setdefault(key, []).append(value)
+        reporter.done(merged, [info["roi"] for _, info in results], seconds, model=predictor.describe())
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> list[tuple[Path, Path]]:
+    """Check inputs and outputs before any work; return (input, output) pairs."""
+    from PancreasSegLib.atomic import check_output_folder, full_extension
+    from PancreasSegLib.errors import InputError
+    from PancreasSegLib.volume_io import LABEL_EXTENSIONS
+
+    inputs = [Path(p) for p in args.inputs]
+    for path in inputs:
+        if not path.exists():
+            raise InputError("no such file or folder", path)
+    out = Path(args.output)
+    if len(inputs) > 1 or out.is_dir():
+        if not out.is_dir():
+            raise InputError("with several inputs OUT must be an existing folder", out)
+        if not os.access(out, os.W_OK):
+            raise InputError("output folder is not writable", out)
+        for option in ("roi_out", "probabilities", "surface", "snapshot"):
+            if len(inputs) > 1 and getattr(args, option):
+                raise InputError(f"--{option.replace('_', '-')} needs a single INPUT")
+        pairs = [(path, out / f"{_case_name(path)}{args.format}") for path in inputs]
+        targets = [t for _, t in pairs]
+        if len(set(targets)) != len(targets):
+            raise InputError("two inputs would write the same output name", out)
+    else:
+        check_output_folder(out)
+        if full_extension(out) not in LABEL_EXTENSIONS:
+            raise InputError(f"unsupported label file type {full_extension(out) or '(none)'}; use one of "
+                             f"{', '.join(LABEL_EXTENSIONS)}", out)
+        pairs = [(inputs[0], out)]
+    for option in ("roi_out", "probabilities", "surface", "snapshot"):
+        if getattr(args, option):
+            check_output_folder(getattr(args, option))
+    _check_extension(args.roi_out, (".json",), "--roi-out")
+    _check_extension(args.probabilities, (".nii.gz", ".nii", ".nrrd", ".mha"), "--probabilities")
+    _check_extension(args.surface, (".stl", ".vtp"), "--surface")
+    _check_extension(args.snapshot, (".png",), "--snapshot")
+    return pairs
+
+
+def _check_extension(path: str | None, allowed: tuple[str, ...], option: str) -> None:
+    from PancreasSegLib.atomic import full_extension
+    from PancreasSegLib.errors import InputError
+
+    if path and full_extension(path) not in allowed:
+        raise InputError(f"{option} must end in {' or '.join(allowed)}", path)
+
+
+def _case_name(path: Path) -> str:
+    from PancreasSegLib.atomic import full_extension
+
+    name = path.name[: len(path.name) - len(full_extension(path))] if path.is_file() else path.name
+    # nnU-Net image files carry a channel suffix that their label files do not.
+    return name[:-5] if name.endswith("_0000") else name
+
+
+def _segment_one(predictor, source: Path, target: Path, args, roi, reporter) -> tuple[dict[str, str], dict[str, Any]]:
+    from PancreasSegLib.errors import InputError
+    from PancreasSegLib.roi import write_roi
+    from PancreasSegLib.volume_io import read_volume, write_labelmap, write_volume
+
+    reporter("read", 0.0, f"reading {source.name}")
+    tick = time.perf_counter()
+    image = read_volume(source, args.series)  # as stored (often int16): never cast whole to float
+    read_s = time.perf_counter() - tick
+    reporter("read", 1.0, f"{source.name}: {image.GetSize()[0]}x{image.GetSize()[1]}x{image.GetSize()[2]}")
+    try:
+        prediction = predictor.predict_image(image, roi, reporter, args.allow_empty, args.margin_mm, args.phase2_only)
+    except InputError as exc:
+        if exc.path is None:
+            raise type(exc)(str(exc), source) from None
+        raise
+    # Everything is computed; now write, and take back this case's files if anything fails midway.
+    tick = time.perf_counter()
+    written: list[Path] = []
+    outputs: dict[str, str] = {}
+    surface: dict[str, Any] = {}
+    try:
+        reporter("write", 0.0, f"writing {target.name}")
+        written.append(write_labelmap(prediction.label, target, predictor.bundle.labels))
+        outputs["segmentation"] = str(target)
+        if args.roi_out and prediction.roi is not None:
+            written.append(write_roi(prediction.roi, args.roi_out))
+            outputs["roi"] = str(args.roi_out)
+        if args.probabilities:
+            written.append(write_volume(prediction.probability_image(), args.probabilities))
+            outputs["probabilities"] = str(args.probabilities)
+        if args.surface and prediction.found:
+            from PancreasSegLib.surface import write_surface
+
+            surface = write_surface(prediction.label, args.surface)
+            written.append(Path(args.surface))
+            outputs["surface"] = str(args.surface)
+        if args.snapshot:
+            from PancreasSegLib.montage import write_montage
+
+            write_montage(image, prediction.label, args.snapshot, title=f"{source.name}: {predictor.bundle.name}")
+            written.append(Path(args.snapshot))
+            outputs["snapshot"] = str(args.snapshot)
+        reporter("write", 1.0, "written")
+        prediction.seconds = {"read": read_s, **prediction.seconds, "write": time.perf_counter() - tick}
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    info = {
+        "roi": prediction.roi.to_json() if prediction.roi is not None else None,
+        "found": prediction.found,
+        "volume_ml": round(prediction.volume_ml(), 3),
+        "roi_grown": prediction.grown,
+        "timings": {k: round(v, 3) for k, v in prediction.seconds.items()},
+    }
+    if surface:
+        info["surface_volume_ml"] = round(float(surface["volume_ml"]), 3)
+    return outputs, info
