@@ -7,8 +7,9 @@ blur for free; the pancreas, its tumour and duct, and the vessels that touch it 
 at every scan voxel near the gland, so the label is sharp and lies exactly where the gland is in the
 image, whatever the orientation. Correlated noise comes last.
 
-Everything is drawn from ``numpy.random.default_rng(seed)``: the same seed and options give the
-same voxels.
+Everything is drawn from generators spawned from ``numpy.random.SeedSequence(seed)``: the same seed
+and options give the same voxels, and the same seed with another size, spacing or orientation gives
+the same abdomen (same gland, same place in physical space) sampled on another grid.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def make_phantom(seed: int, *, size=None, shape=None, spacing=None, direction=No
         on exactly the same grid (size, spacing, origin, direction).
 
     Raises:
-        ValueError: unknown preset, or a size/spacing that is not three positive numbers.
+        ValueError: unknown preset, a size/spacing that is not three positive numbers, or a direction
+            that is not a 3x3 orthonormal matrix.
 
     >>> image, label = make_phantom(7, preset="small")
     >>> image.GetSize() == label.GetSize()
@@ -57,21 +59,12 @@ def make_phantom(seed: int, *, size=None, shape=None, spacing=None, direction=No
     """
     import SimpleITK as sitk
 
-    if preset not in PRESETS:
-        raise ValueError(f"unknown phantom preset {preset!r}; use one of {', '.join(PRESETS)}")
-    size = _triple(size if size is not None else shape, "size", int)
-    spacing = _triple(spacing, "spacing", float)
-    rng = np.random.default_rng(seed)
-    anatomy = sample_anatomy(rng, tumor=tumor)
-    shift = np.array([rng.normal(0, 10), rng.normal(0, 10), rng.uniform(-450, 100)])
+    (background_rng, gland_rng, noise_rng), anatomy, shift, geometry = _draw(
+        seed, size if size is not None else shape, spacing, direction, tumor, preset)
     body_lo, body_hi = anatomy.body_bounds()
-    p_lo, p_hi = anatomy.pancreas_bounds(margin=8)
-    geometry = sample_geometry(rng, body_lo, body_hi, (p_lo[2], p_hi[2]), size=size, spacing=spacing,
-                               direction=direction, preset=preset, shift=shift)
-
     step = float(np.clip(min(geometry.spacing[:2]) * 1.5, 1.4, 3.0))
     grid = _coarse_grid(geometry, shift, body_lo, body_hi, step)
-    render_background(anatomy, grid, rng)
+    render_background(anatomy, grid, background_rng)
     dz = geometry.spacing[2]
     if dz > step:  # slice thickness: average along the slice normal (approximated by z)
         ndimage.gaussian_filter1d(grid.hu, np.sqrt(dz**2 - step**2) / 2.355 / step, axis=0, output=grid.hu)
@@ -83,9 +76,9 @@ def make_phantom(seed: int, *, size=None, shape=None, spacing=None, direction=No
     del coarse, grid
     hu = sitk.GetArrayFromImage(fine)
     label = np.zeros(hu.shape, dtype=np.uint8)
-    _paint_pancreas(hu, label, geometry, shift, anatomy, rng)
+    _paint_pancreas(hu, label, geometry, shift, anatomy, gland_rng)
     if noise:
-        _add_noise(hu, geometry, rng)
+        _add_noise(hu, geometry, noise_rng)
     np.clip(hu, -1024, 3071, out=hu)
     image = sitk.GetImageFromArray(np.rint(hu).astype(np.int16))
     label_image = sitk.GetImageFromArray(label)
@@ -94,6 +87,36 @@ def make_phantom(seed: int, *, size=None, shape=None, spacing=None, direction=No
         im.SetOrigin(geometry.origin)
         im.SetDirection(geometry.direction)
     return image, label_image
+
+
+def phantom_geometry(seed: int, *, size=None, shape=None, spacing=None, direction=None,
+                     preset: str = "default") -> ScanGeometry:
+    """The scan geometry :func:`make_phantom` gives for these arguments, without making the image (fast)."""
+    return _draw(seed, size if size is not None else shape, spacing, direction, None, preset)[3]
+
+
+def _draw(seed: int, size, spacing, direction, tumor, preset: str):
+    """The random draws that come before rendering: anatomy, table position, scan geometry."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown phantom preset {preset!r}; use one of {', '.join(PRESETS)}")
+    size = _triple(size, "size", int)
+    spacing = _triple(spacing, "spacing", float)
+    if direction is not None:
+        d = np.asarray(direction, dtype=float)
+        if d.size != 9 or not np.allclose(np.abs(np.linalg.det(d.reshape(3, 3))), 1.0, atol=1e-4):
+            raise ValueError(f"phantom direction must be a row-major 3x3 rotation (or reflection), got {direction!r}")
+        direction = d.reshape(3, 3)
+    # Separate streams: the abdomen (and its gland texture) stay the same physical object whatever
+    # grid a caller asks for; only the sampling changes.
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
+    rng = streams[0]
+    anatomy = sample_anatomy(rng, tumor=tumor)
+    shift = np.array([rng.normal(0, 10), rng.normal(0, 10), rng.uniform(-450, 100)])
+    body_lo, body_hi = anatomy.body_bounds()
+    p_lo, p_hi = anatomy.pancreas_bounds(margin=8)
+    geometry = sample_geometry(streams[1], body_lo, body_hi, (p_lo[2], p_hi[2]), size=size, spacing=spacing,
+                               direction=direction, preset=preset, shift=shift)
+    return streams[2:], anatomy, shift, geometry
 
 
 def _triple(value, name: str, kind):

@@ -48,8 +48,9 @@ class Anatomy:
     def body_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """(lo, hi) in-plane corners (x, y) in mm of the skin outline, including the table."""
         b = self.body
-        return (np.array([-b["ai"] - b["fat_max"] - 5, b["yc"] - b["bi"] - b["fat_max"] - 5]),
-                np.array([b["ai"] + b["fat_max"] + 5, b["table_y"] + 12]))
+        grow = 1.0 + b["wobble"] + 0.2 * abs(b["taper"]) * 100  # the outline's largest scale over the scan
+        return (np.array([-(b["ai"] * grow + b["fat_max"] + 8), b["yc"] - b["bi"] * grow - b["fat_max"] - 8]),
+                np.array([b["ai"] * grow + b["fat_max"] + 8, b["table_y"] + 14]))
 
 
 def sample_hu(rng: np.random.Generator) -> dict[str, float]:
@@ -86,7 +87,8 @@ def sample_anatomy(rng: np.random.Generator, tumor: bool | None = None, tumor_pr
             "muscle_back": u(18, 26), "wobble": u(0.0, 0.04), "wobble_phase": u(0, 2 * np.pi),
             "taper": u(-0.0012, 0.0008)}
     body["fat_max"] = body["fat"] * (1 + max(body["fat_front"], 0) + max(body["fat_side"], 0)) + 3
-    body["table_y"] = body["yc"] + bi + body["fat"] * 0.7 + 6
+    # The patient lies on the table: the back is flattened against it.
+    body["table_y"] = body["yc"] + bi + body["fat"] * 0.8 - u(2, 8)
 
     spine = {"y": 52 + n(0, 2), "x": n(0, 1.5), "rx": u(20, 25), "ry": u(15, 19), "period": u(30, 36),
              "phase": u(0, 36), "scoliosis": n(0, 0.03)}
@@ -156,16 +158,19 @@ def sample_anatomy(rng: np.random.Generator, tumor: bool | None = None, tumor_pr
                "splenic_artery": (splenic_artery, "artery"), "lrv": (lrv, "vein")}
 
     # --- tumour (label 2) and the main duct (dilated upstream of a head tumour)
-    has_tumor = bool(rng.uniform() < tumor_probability) if tumor is None else bool(tumor)
+    # The tumour has its own generator, so forcing it on or off leaves the rest of the abdomen unchanged.
+    draw, trng = rng.uniform(), np.random.default_rng(int(rng.integers(2**63)))
+    has_tumor = draw < tumor_probability if tumor is None else bool(tumor)
     tumor_info = None
     duct_r = u(0.8, 1.4)
     if has_tumor:
-        i = int(len(pancreas.points) * (u(0.05, 0.3) if rng.uniform() < 0.6 else u(0.35, 0.9)))
-        r = min(u(6, 17), 0.95 * max(pancreas.ra[i], pancreas.rb[i]) + 4)
-        offset = rng.normal(0, 0.35, 3) * min(pancreas.ra[i], pancreas.rb[i])
+        tu = trng.uniform
+        i = int(len(pancreas.points) * (tu(0.05, 0.3) if tu() < 0.6 else tu(0.35, 0.9)))
+        r = min(tu(6, 17), 0.95 * max(pancreas.ra[i], pancreas.rb[i]) + 4)
+        offset = trng.normal(0, 0.35, 3) * min(pancreas.ra[i], pancreas.rb[i])
         tumor_info = {"center": pancreas.points[i] + offset, "radius": r, "index": i}
-        if i < len(pancreas.points) * 0.35:
-            duct_r = u(2, 3.5)
+        if i < len(pancreas.points) * 0.35:  # a head tumour blocks the duct: it dilates upstream
+            duct_r = tu(2, 3.5)
     duct = Tube.through(pancreas.points[len(pancreas.points) // 8:: 15] + pancreas.n2[len(pancreas.points) // 8:: 15]
                         * 1.5, duct_r)
 
@@ -223,8 +228,8 @@ def _place_gut(rng, anatomy: Anatomy, ctrl, ra, rb, sma_x, sma: Tube) -> None:
     stomach_ctrl = np.array([
         [58 + rng.normal(0, 5), 10, 125],
         [62, -25, 85],
-        [body[0] + 12, body[1] - rb[3] - rs + u(1, 5), body[2] + rs * 0.6],
-        [neck[0] + 10, neck[1] - rb[2] - 0.8 * rs + u(0, 4), neck[2] + 4],
+        [body[0] + 12, body[1] - rb[3] - rs + u(2, 7), body[2] + rs * u(0.0, 0.35)],
+        [neck[0] + 10, neck[1] - rb[2] - 0.8 * rs + u(1, 5), neck[2] + 4],
         duo[0] + [4, -4, 0],
     ])
     anatomy.stomach = Tube.through(stomach_ctrl, [rs * 1.15, rs, rs * 0.95, rs * 0.7, r_d + 1])
@@ -242,17 +247,20 @@ def _place_gut(rng, anatomy: Anatomy, ctrl, ra, rb, sma_x, sma: Tube) -> None:
     # Small bowel: random walks in the lower and left abdomen; the first starts at the DJ flexure.
     loops = []
     start = duo[-1]
-    for k in range(int(rng.integers(7, 12))):
-        loops.append(_bowel_walk(rng, start, anatomy, u(9, 13)))
-        start = np.array([u(-70, 75), u(-80, -10), u(-170, -25)])
+    # Jejunum packs the left upper quadrant under the body and tail; ileum fills the lower abdomen.
+    upper = (np.array([body[0] + 15, body[1] - 5, body[2] - 35]), np.array([45.0, 40.0, 28.0]))
+    for k in range(int(rng.integers(8, 13))):
+        region = upper if k < 3 else None
+        loops.append(_bowel_walk(rng, start, anatomy, u(9, 13), region))
+        start = (upper[0] + rng.uniform(-1, 1, 3) * upper[1] * 0.5) if k < 2 else \
+            np.array([u(-70, 75), u(-80, -10), u(-170, -40)])
     anatomy.small_bowel = merge_tubes(loops)
 
 
-def _bowel_walk(rng, start, anatomy: Anatomy, radius: float) -> Tube:
-    """A loop of small bowel: a smooth random walk kept inside the lower abdomen."""
+def _bowel_walk(rng, start, anatomy: Anatomy, radius: float, region=None) -> Tube:
+    """A loop of small bowel: a smooth random walk kept inside ``region`` (centre, half size; default lower abdomen)."""
     ai, bi, yc = anatomy.body["ai"], anatomy.body["bi"], anatomy.body["yc"]
-    center = np.array([5.0, yc - 0.45 * bi, -95.0])
-    half = np.array([0.6 * ai, 0.45 * bi, 80.0])
+    center, half = region or (np.array([5.0, yc - 0.45 * bi, -95.0]), np.array([0.6 * ai, 0.45 * bi, 80.0]))
     p = np.asarray(start, dtype=float)
     d = rng.normal(0, 1, 3)
     d /= np.linalg.norm(d)
@@ -273,5 +281,5 @@ def _place_ribs(rng, anatomy: Anatomy) -> None:
     z0 = u(60, 100)
     step = u(24, 32)
     ends = [2.75, 2.45, 2.1, 1.55, 1.05]
-    anatomy.ribs = [{"z0": z0 - k * step, "end": ends[k] + u(-0.15, 0.15), "drop": u(20, 34), "h": u(5, 7),
+    anatomy.ribs = [{"z0": z0 - k * step, "end": ends[k] + u(-0.15, 0.15), "drop": u(45, 70), "h": u(4.5, 6.5),
                      "cartilage": ends[k] - 0.5} for k in range(5)]

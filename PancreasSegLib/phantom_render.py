@@ -46,8 +46,10 @@ def _body(anatomy: Anatomy, grid: Grid, tex: np.ndarray) -> np.ndarray:
     table_core = (y > ty + 2.5) & (y < ty + 7.5) & (np.abs(x) < 225)
     for k, z in enumerate(grid.zs):
         scale = 1.0 + b["taper"] * z + b["wobble"] * np.sin(z / 40.0 + b["wobble_phase"])
-        ai, bi = b["ai"] * scale, b["bi"] * scale
         dx, dy = x, y - b["yc"]
+        # The back always reaches the table (the patient lies on it); front and sides follow ``scale``.
+        ai = b["ai"] * scale
+        bi = np.where(dy > 0, ty + 3 - b["yc"] - 0.8 * b["fat"], b["bi"] * scale)
         theta = np.arctan2(dx, -dy)  # 0 in front, +-pi at the back
         e = np.where(dy > 0, b["exp_back"], b["exp"])
         rho = ((np.abs(dx) / ai) ** e + (np.abs(dy) / bi) ** e) ** (1.0 / e)
@@ -61,15 +63,15 @@ def _body(anatomy: Anatomy, grid: Grid, tex: np.ndarray) -> np.ndarray:
         t = tex[k]
         sl[table] = hu["table"]
         sl[table_core] = -700
-        inside = depth > -fat
+        inside = (depth > -fat) & (y < ty - 0.5)
         sl[inside] = hu["fat"] + 9 * t[inside]
-        skin = inside & (depth < -fat + 2.0)
+        skin = inside & ((depth < -fat + 2.0) | (y > ty - 2.5))
         sl[skin] = hu["skin"]
-        wall = (depth > 0) & (depth < muscle)
+        wall = (depth > 0) & (depth < muscle) & (y < ty - 2.5)
         sl[wall] = hu["muscle"] + 5 * t[wall]
         # Linea alba: a thin fascial line in the front midline between the rectus muscles.
         sl[wall & (np.abs(dx) < 4) & (dy < 0)] = hu["fat"] * 0.6
-        cav = depth >= muscle
+        cav = (depth >= muscle) & (y < ty - 2.5)
         sl[cav] = hu["fat"] + 10 * t[cav]
         cavity[k] = cav
     return cavity
@@ -234,7 +236,7 @@ def _kidney(grid: Grid, sl, x, y, z, k, c, hu, tex) -> None:
     f = np.sqrt((lx / ax) ** 2 + (ly / ay) ** 2 + (lz / az) ** 2)
     medial = -k["side"] * lx / ax  # > 0 towards the hilum
     kid = f < 1
-    notch = (medial > 0.55) & (np.abs(lz / az) < 0.3)
+    notch = (medial > 0.75) & (np.abs(lz / az) < 0.22)
     sinus = kid & (medial > 0.1) & (np.abs(lz / az) < 0.45) & (f < 0.8)
     block = grid.hu[sl]
     t = tex[sl]
