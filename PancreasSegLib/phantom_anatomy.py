@@ -99,19 +99,21 @@ def sample_anatomy(rng: np.random.Generator, tumor: bool | None = None, tumor_pr
     ivc["y"] = spine_front - ivc["ry"] - u(1, 5)
 
     # --- pancreas: head (low, right), neck (in front of the SMV), body (over the aorta), tail (to the spleen)
-    s = u(0.85, 1.18)
+    s = u(0.9, 1.28)
     shift = np.array([n(0, 6), n(0, 4), n(0, 8)])
     tail_rise = u(-8, 22)
+    ra = np.array([10, 15, 7.5, 10, 10.5, 8]) * s * rng.uniform(0.9, 1.1, 6)   # head-feet semi-axis
+    rb = np.array([10, 14, 7, 8, 9, 7]) * s * rng.uniform(0.9, 1.1, 6)          # front-back semi-axis
+    ivc_front = ivc["y"] - ivc["ry"]
     ctrl = np.array([
-        [-40, ivc["y"] - ivc["ry"] - 16, -44],   # lower head
-        [-37, ivc["y"] - ivc["ry"] - 15, -22],   # head
+        [-40, ivc_front - rb[0] + u(0.5, 3), -44],   # lower head, resting on the IVC
+        [-37, ivc_front - rb[1] + u(0.5, 3), -22],   # head
         [-12, aorta["y"] - 42, -4],              # neck
         [22, aorta["y"] - 38, 5 + 0.3 * tail_rise],   # body
         [58, aorta["y"] - 18 + n(0, 6), 12 + 0.7 * tail_rise],  # tail
         [82 + n(0, 5), aorta["y"] + 10 + n(0, 8), 16 + tail_rise],  # tail tip at the splenic hilum
-    ], dtype=float) + shift + rng.normal(0, 2.5, (6, 3))
-    ra = np.array([10, 15, 7.5, 10, 10.5, 8]) * s * rng.uniform(0.9, 1.1, 6)   # head-feet semi-axis
-    rb = np.array([10, 14, 7, 8, 9, 7]) * s * rng.uniform(0.9, 1.1, 6)          # front-back semi-axis
+    ], dtype=float) + shift * [1, 0, 1] + np.vstack([rng.normal(0, 2.5, (2, 3)) * [1, 0, 1],
+                                                      rng.normal(0, 2.5, (4, 3))])
     pancreas = Tube.through(ctrl, ra, rb, step=0.6)
     head, neck = ctrl[1], ctrl[2]
 
@@ -190,7 +192,7 @@ def _place_organs(rng, anatomy: Anatomy, kidney_l, kidney_r, hilum) -> None:
                             rotation(n(0, 5), n(0, 5), u(-15, 5))),
                   "left": ([5 + n(0, 8), -55 + n(0, 5), 100 + n(0, 8)], [u(60, 80), u(30, 42), u(45, 60)],
                            rotation(0, u(-20, 0), n(0, 6))),
-                  "bump": u(0.03, 0.07)},
+                  "bump": u(0.03, 0.07), "lean": u(0.15, 0.4), "squeeze": u(0.2, 0.45)},
         "spleen": {"center": [tail_tip[0] + u(12, 22), tail_tip[1] + u(12, 25), tail_tip[2] + u(25, 45)],
                    "axes": [u(25, 35), u(40, 55), u(45, 60)], "rot": rotation(n(0, 8), n(0, 8), u(-40, -20))},
         "kidney_l": {"center": kidney_l, "axes": [u(22, 28), u(20, 25), u(48, 60)],
@@ -254,6 +256,13 @@ def _place_gut(rng, anatomy: Anatomy, ctrl, ra, rb, sma_x, sma: Tube) -> None:
         loops.append(_bowel_walk(rng, start, anatomy, u(9, 13), region))
         start = (upper[0] + rng.uniform(-1, 1, 3) * upper[1] * 0.5) if k < 2 else \
             np.array([u(-70, 75), u(-80, -10), u(-170, -40)])
+    # One jejunal loop runs along the lower border of the body and tail, touching it.
+    g = anatomy.pancreas
+    sel = np.arange(int(0.45 * len(g.points)), int(0.95 * len(g.points)), 10)
+    r_j = u(8, 11)
+    hug = g.points[sel] - g.n1[sel] * (g.ra[sel, None] + r_j - u(1.5, 3.5)) - g.n2[sel] * u(-4, 4)
+    ends = [hug[0] + [-10, -15, -25], hug[-1] + [15, -10, -25]]
+    loops.append(Tube.through(np.vstack([ends[0], hug, ends[1]]), r_j, step=1.0))
     anatomy.small_bowel = merge_tubes(loops)
 
 

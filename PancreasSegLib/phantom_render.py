@@ -26,7 +26,7 @@ def render_background(anatomy: Anatomy, grid: Grid, rng: np.random.Generator) ->
     cavity = _body(anatomy, grid, tex)
     _back_muscles(anatomy, grid, tex)
     _lungs(anatomy, grid, tex, cavity)
-    _gut(anatomy, grid, tex, rng)
+    _gut(anatomy, grid, tex, cavity)
     _solid_organs(anatomy, grid, tex, lumpy, cavity)
     _vessels(anatomy, grid, rng)
     _spine(anatomy, grid, tex)
@@ -57,12 +57,12 @@ def _body(anatomy: Anatomy, grid: Grid, tex: np.ndarray) -> np.ndarray:
         depth = r * (1.0 / np.maximum(rho, 1e-3) - 1.0)  # mm inside the muscle outline along the ray
         front = np.cos(theta)
         fat = b["fat"] * (1 + b["fat_front"] * np.clip(front, 0, 1) + b["fat_side"] * np.sin(theta) ** 2)
-        fat = np.where(front < -0.3, np.minimum(fat, b["fat"] * 0.8), fat)
+        fat = fat * (1 - 0.2 * np.clip(-front, 0, 1))  # thinner over the back, where the patient lies
         muscle = b["muscle"] + (b["muscle_back"] - b["muscle"]) * np.clip(-front, 0, 1) ** 2
         sl = grid.hu[k]
         t = tex[k]
         sl[table] = hu["table"]
-        sl[table_core] = -700
+        sl[table_core] = -450  # foam core
         inside = (depth > -fat) & (y < ty - 0.5)
         sl[inside] = hu["fat"] + 9 * t[inside]
         skin = inside & ((depth < -fat + 2.0) | (y > ty - 2.5))
@@ -110,7 +110,7 @@ def _lungs(anatomy: Anatomy, grid: Grid, tex: np.ndarray, cavity: np.ndarray) ->
     grid.hu[lung] = anatomy.hu["lung"] + 25 * tex[lung]
 
 
-def _gut(anatomy: Anatomy, grid: Grid, tex: np.ndarray, rng: np.random.Generator) -> None:
+def _gut(anatomy: Anatomy, grid: Grid, tex: np.ndarray, cavity: np.ndarray) -> None:
     hu, gut = anatomy.hu, anatomy.gut
     wall = hu["gut_wall"]
 
@@ -147,10 +147,10 @@ def _gut(anatomy: Anatomy, grid: Grid, tex: np.ndarray, rng: np.random.Generator
         bubble = (idx < len(anatomy.duodenum.points) * 0.25) & (pts[:, 1] < anatomy.duodenum.points[idx, 1] - 4)
         return np.where(bubble, -950.0, hu["fluid"] + 6 * t)
 
-    grid.paint_tube(anatomy.small_bowel, bowel_content, wall=2.5, wall_value=wall)
-    grid.paint_tube(anatomy.colon, colon_content, wall=2.5, wall_value=wall)
-    grid.paint_tube(anatomy.stomach, stomach_content, wall=4.5, wall_value=wall + 8)
-    grid.paint_tube(anatomy.duodenum, duodenum_content, wall=2.5, wall_value=wall)
+    grid.paint_tube(anatomy.small_bowel, bowel_content, within=cavity, wall=2.5, wall_value=wall)
+    grid.paint_tube(anatomy.colon, colon_content, within=cavity, wall=2.5, wall_value=wall)
+    grid.paint_tube(anatomy.stomach, stomach_content, within=cavity, wall=4.5, wall_value=wall + 8)
+    grid.paint_tube(anatomy.duodenum, duodenum_content, within=cavity, wall=2.5, wall_value=wall)
 
 
 def grid_lookup(grid: Grid, field: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -175,7 +175,14 @@ def _solid_organs(anatomy: Anatomy, grid: Grid, tex: np.ndarray, lumpy: NoiseFie
     def liver_fn(sl, x, y, z):
         m = cavity[sl].copy()
         xx, yy, zz = (np.broadcast_to(a, m.shape)[m] for a in (x, y, z))
-        f = np.minimum(ellipsoid(xx, yy, zz, *liver["right"]), ellipsoid(xx, yy, zz, *liver["left"]))
+        # The right lobe narrows and leans to the side below its centre, leaving the pancreatic head
+        # level to the gallbladder, duodenum and colon as in real anatomy.
+        (cx, cy, cz), axes_r, rot_r = liver["right"]
+        low = np.clip((cz - zz) / axes_r[2], 0, 1)
+        squeeze = 1 - liver["squeeze"] * low
+        xr = (xx - cx + liver["lean"] * axes_r[2] * low) / squeeze + cx
+        yr = (yy - cy) / squeeze + cy
+        f = np.minimum(ellipsoid(xr, yr, zz, (cx, cy, cz), axes_r, rot_r), ellipsoid(xx, yy, zz, *liver["left"]))
         near = f < 1 + 2.5 * liver["bump"]
         f[near] += liver["bump"] * lumpy.at(xx[near], yy[near], zz[near])
         inside = near & (f < 1)
@@ -298,8 +305,10 @@ def _spine(anatomy: Anatomy, grid: Grid, tex: np.ndarray) -> None:
     rc = np.hypot(x / 1.1, y - cy)
     arch = (rc > 9) & (rc < 15) & (y > cy - 8) & ~disc
     pedicle = (np.abs(x) > 8) & (np.abs(x) < 15) & (y > s["y"]) & (y < cy) & mid
-    spinous = (np.abs(x) < 3.5 + 0 * y) & (y > cy + 10) & (y < cy + 42) & mid
-    transverse = (np.abs(y - cy + 3) < 4) & (np.abs(x) > 12) & (np.abs(x) < 44) & (np.abs(phase - 0.5) < 0.12)
+    # The spinous process slopes down towards its tip.
+    spinous = (np.abs(x) < 3.5) & (y > cy + 10) & (y < cy + 42) & (np.abs(phase - 0.6 + (y - cy - 10) / 110) < 0.17)
+    transverse = (np.abs(y - cy + 3) < 3) & (np.abs(x) > 12) & (np.abs(x) < 30 + 12 * (1 - np.abs(y - cy + 3) / 3)) \
+        & (np.abs(phase - 0.5) < 0.08)
     _set(block, arch | pedicle | spinous | transverse, hu["bone"] * 0.8 + 40 * t)
     _set(block, rc <= 9, hu["csf"] + 4 * t)
 

@@ -183,16 +183,20 @@ class Grid:
         xx, yy, zz = np.broadcast_arrays(x, y, z)
         return np.stack([xx.ravel(), yy.ravel(), zz.ravel()], axis=1)
 
-    def paint_tube(self, tube: Tube, value, wall: float = 0.0, wall_value=None, margin: float = 0.0) -> None:
+    def paint_tube(self, tube: Tube, value, wall: float = 0.0, wall_value=None, margin: float = 0.0,
+                   within: np.ndarray | None = None) -> None:
         """Paint a tube (``value`` inside, ``wall_value`` in its outer ``wall`` mm); values may be callables.
 
         A callable value receives (points (m,3), nearest-sample index (m,)) and returns (m,) HU.
+        ``within`` (a boolean array of the grid's shape) limits painting to where it is True.
         """
         box = self.box(*tube.bounds(margin + 1.0))
         if box is None:
             return
         sl, x, y, z = box
         near = near_lattice(tube, (x, y, z), reach=margin + 1.0)
+        if within is not None:
+            near &= within[sl]
         block = self.hu[sl]
         cand = np.flatnonzero(near)
         kk, jj, ii = np.unravel_index(cand, block.shape)
