@@ -99,11 +99,13 @@ def test_pancreas_volume_is_that_of_an_adult_gland(seed):
 
 
 def test_pancreas_touches_tissue_of_similar_density():
+    # A fifth to a half of the gland's surface touches tissue within 30 HU of it (duodenum, jejunum,
+    # stomach wall, unopacified vessels); the rest is fat, as in real scans.
     fractions = []
-    for seed in (30, 31, 32, 33):
+    for seed in range(30, 38):
         clean, label = make_phantom(seed, preset="small", noise=False)
         fractions.append(similar_neighbour_fraction(clean, label, tolerance=30.0))
-    assert min(fractions) > 0.1 and np.mean(fractions) > 0.25
+    assert min(fractions) > 0.1 and np.mean(fractions) > 0.2
 
 
 def test_noise_is_spatially_correlated_and_of_clinical_size():
