@@ -134,7 +134,7 @@ def sample_anatomy(rng: np.random.Generator, tumor: bool | None = None, tumor_pr
     sv_r = u(3.5, 5.5)
     offs = pancreas.rb[along, None] * pancreas.n2[along] * 0.95 + pancreas.ra[along, None] * pancreas.n1[along] * 0.15
     sv_pts = np.vstack([confluence, pancreas.points[along] + offs])
-    splenic_vein = Tube.through(sv_pts[::1], sv_r)
+    splenic_vein = Tube.through(sv_pts, sv_r)
     # Splenic artery: tortuous, along the upper border.
     wig = np.sin(np.linspace(0, u(4, 9) * np.pi, len(along)))[:, None] * 4 * pancreas.n2[along]
     sa_pts = pancreas.points[along] + pancreas.ra[along, None] * pancreas.n1[along] * 1.05 + wig

@@ -12,12 +12,11 @@ import numpy as np
 from scipy import ndimage
 
 from PancreasSegLib.phantom_anatomy import Anatomy
-from PancreasSegLib.phantom_shapes import Grid, NoiseField, Tube, ellipsoid
+from PancreasSegLib.phantom_shapes import Grid, NoiseField, ellipsoid
 
 
 def render_background(anatomy: Anatomy, grid: Grid, rng: np.random.Generator) -> None:
     """Fill ``grid.hu`` with the abdomen's densities (HU), pancreas left out."""
-    hu = anatomy.hu
     tex = ndimage.gaussian_filter(rng.standard_normal(grid.hu.shape).astype(np.float32), 1.0)
     tex *= 1.0 / max(float(tex[::4, ::4, ::4].std()), 1e-6)
     lo = np.array([grid.xs[0], grid.ys[0], grid.zs[0]])
@@ -31,7 +30,6 @@ def render_background(anatomy: Anatomy, grid: Grid, rng: np.random.Generator) ->
     _vessels(anatomy, grid, rng)
     _spine(anatomy, grid, tex)
     _ribs(anatomy, grid)
-    del hu
 
 
 def _body(anatomy: Anatomy, grid: Grid, tex: np.ndarray) -> np.ndarray:
@@ -255,7 +253,7 @@ def _kidney(grid: Grid, sl, x, y, z, k, c, hu, tex) -> None:
 
 
 def _vessels(anatomy: Anatomy, grid: Grid, rng: np.random.Generator) -> None:
-    hu, ao, ivc, s = anatomy.hu, anatomy.aorta, anatomy.ivc, anatomy.spine
+    hu, ao, ivc = anatomy.hu, anatomy.aorta, anatomy.ivc
     z = grid.zs
     # Aorta: vertical, splitting into the iliac arteries low down; IVC beside it, flattened.
     box = grid.box(np.array([ao["x"] - 90, ao["y"] - 30, z[0]]), np.array([ao["x"] + 90, ao["y"] + 40, z[-1]]))
@@ -275,9 +273,8 @@ def _vessels(anatomy: Anatomy, grid: Grid, rng: np.random.Generator) -> None:
     y = grid.ys[None, :, None]
     ivc_mask = np.broadcast_to(((x - ivc["x"]) / ivc["rx"]) ** 2 + ((y - ivc["y"]) / ivc["ry"]) ** 2 < 1, grid.hu.shape)
     grid.hu[ivc_mask] = hu["vein"]
-    for name, (tube, key) in anatomy.vessels.items():
+    for tube, key in anatomy.vessels.values():
         grid.paint_tube(tube, hu[key])
-    del s
 
 
 def _spine(anatomy: Anatomy, grid: Grid, tex: np.ndarray) -> None:

@@ -177,12 +177,6 @@ class Grid:
         sx, sy, sz = sl
         return ((sz, sy, sx), self.xs[sx][None, None, :], self.ys[sy][None, :, None], self.zs[sz][:, None, None])
 
-    def points(self, box) -> np.ndarray:
-        """(m, 3) mm coordinates of every voxel of a :meth:`box`, in array order."""
-        _, x, y, z = box
-        xx, yy, zz = np.broadcast_arrays(x, y, z)
-        return np.stack([xx.ravel(), yy.ravel(), zz.ravel()], axis=1)
-
     def paint_tube(self, tube: Tube, value, wall: float = 0.0, wall_value=None, margin: float = 0.0,
                    within: np.ndarray | None = None) -> None:
         """Paint a tube (``value`` inside, ``wall_value`` in its outer ``wall`` mm); values may be callables.

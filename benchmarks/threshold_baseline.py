@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     best = (-1.0, 0.0, 0.0)
     for lo in los:
         for width in widths:
-            scores = [dice(sitk.GetArrayViewFromImage(threshold_baseline(s, lo, lo + width, args.sigma_mm)), ref)
+            scores = [dice(sitk.GetArrayFromImage(threshold_baseline(s, lo, lo + width, args.sigma_mm)), ref)
                       for _, _, _, s, ref, _ in cases]
             if np.mean(scores) > best[0]:
                 best = (float(np.mean(scores)), float(lo), float(lo + width))
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     print(f"{'case':<16}{'size':>16}{'spacing (mm)':>20}{'contact':>9}{'Dice':>8}")
     scores = []
     for seed, image, label, _, _, contact in cases:
-        pred = sitk.GetArrayViewFromImage(threshold_baseline(image, lo, hi, args.sigma_mm))
+        pred = sitk.GetArrayFromImage(threshold_baseline(image, lo, hi, args.sigma_mm))
         d = dice(pred, sitk.GetArrayViewFromImage(label) > 0)
         scores.append(d)
         size = "x".join(str(s) for s in image.GetSize())
