@@ -63,6 +63,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
                                     dir=path.parent if str(path.parent) else ".")
     os.close(fd)
     tmp = Path(tmp_name)
+    _chmod_like_open(tmp)
     try:
         yield tmp
         _fsync_file(tmp)
@@ -89,6 +90,14 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 def write_json_atomic(path: str | os.PathLike, obj: object) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically and return the path."""
     return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def _chmod_like_open(path: Path) -> None:
+    # mkstemp creates 0600 files; a file written with open() gets 0666 minus the umask. Datasets are shared.
+    umask = os.umask(0)
+    os.umask(umask)
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o666 & ~umask)
 
 
 def _fsync_file(path: Path) -> None:

@@ -53,7 +53,6 @@ def convert_msd(src: str | os.PathLike, out: str | os.PathLike, overwrite: bool 
 
     >>> convert_msd("Task07_Pancreas", "Dataset007_Pancreas")  # doctest: +SKIP
     """
-    import SimpleITK as sitk
 
     src, out = Path(src), _prepare_output(out)
     pairs = _msd_training_pairs(src)

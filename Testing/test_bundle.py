@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-torch = pytest.importorskip("torch")
+import torch
 
 from PancreasSegLib.bundle import Bundle, load_config, make_random_bundle, save_bundle, tiny_config  # noqa: E402
 from PancreasSegLib.errors import InputError  # noqa: E402

@@ -88,7 +88,8 @@ def test_undeclared_values_and_empty_labels_are_refused_without_output(series, t
 def test_dciodvfy_finds_no_error_or_warning_in_the_seg(series, tmp_path):
     folder, label_path, _, _ = series
     write_dicom_seg(label_path, folder, tmp_path / "seg.dcm")
-    proc = subprocess.run(["dciodvfy", str(tmp_path / "seg.dcm")], check=False, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(["dciodvfy", str(tmp_path / "seg.dcm")], check=False, capture_output=True, text=True,
+                          timeout=60)
     report = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith(("Error", "Warning"))]
     assert report == []
 

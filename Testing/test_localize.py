@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-pytest.importorskip("torch")
-
+import torch  # noqa: F401
 from conftest import DIRECTIONS  # noqa: E402
 from inference_doubles import ThresholdLocalizer, blob_volume, reoriented, test_config  # noqa: E402
+
 from PancreasSegLib.localize import (  # noqa: E402
     Detections,
     axial_grid,

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from conftest import DIRECTIONS
+
 from PancreasSegLib.errors import InputError
 from PancreasSegLib.metrics import binary_metrics, compare_labels
 

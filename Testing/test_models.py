@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-torch = pytest.importorskip("torch")
+import torch
 
 from PancreasSegLib.bundle import tiny_config  # noqa: E402
 from PancreasSegLib.models import build_localizer, build_segmenter, default_config  # noqa: E402

@@ -8,9 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from module_doubles import FakeRunner, FakeScene, writeFakeOutput
-from PancreasSegLib.labels import PANCREAS, TUMOR
 from PancreasSegModuleLib.roiGeometry import RoiGeometry
 from PancreasSegModuleLib.segmentationLogic import (
     Callbacks,
@@ -18,6 +16,8 @@ from PancreasSegModuleLib.segmentationLogic import (
     PancreasSegLogic,
     SegmentOptions,
 )
+
+from PancreasSegLib.labels import PANCREAS, TUMOR
 
 ROI_LPS = {"coordinate_system": "LPS", "center": [10.0, 20.0, 30.0], "size": [60.0, 40.0, 50.0],
            "axes": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "margin_mm": 20.0}

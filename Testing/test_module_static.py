@@ -7,9 +7,8 @@ import importlib
 import re
 from pathlib import Path
 
-import pytest
-
 import module_doubles  # noqa: F401  (puts the module folder on sys.path)
+import pytest
 
 MODULE = Path(__file__).resolve().parents[1] / "PancreasSeg"
 SLICER_ONLY = {"sceneAdapter"}

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-pytest.importorskip("torch")
 import SimpleITK as sitk  # noqa: E402
-
+import torch  # noqa: F401
 from conftest import DIRECTIONS  # noqa: E402
 from inference_doubles import (  # noqa: E402
     blob_volume,
@@ -16,6 +14,7 @@ from inference_doubles import (  # noqa: E402
     reoriented,
     same_grid,
 )
+
 from PancreasSegLib.bundle import make_random_bundle  # noqa: E402
 from PancreasSegLib.errors import InputError, NoPancreasFound  # noqa: E402
 from PancreasSegLib.predictor import Predictor  # noqa: E402
@@ -174,7 +173,6 @@ def test_running_out_of_gpu_memory_falls_back_to_the_cpu(monkeypatch, capsys):
 
 
 def test_auto_device_is_cpu_without_an_accelerator():
-    import torch
 
     from PancreasSegLib.predictor import resolve_device
 

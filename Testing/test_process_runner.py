@@ -6,9 +6,8 @@ import os
 import sys
 import time
 
-import pytest
-
 import module_doubles  # noqa: F401  (puts the module folder on sys.path)
+import pytest
 from PancreasSegModuleLib.processRunner import CANCELLED_EXIT_CODE, BackgroundProcess
 from PancreasSegModuleLib.progress import JsonLinesParser, lastErrorLine
 

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import DIRECTIONS, make_image
+
 from PancreasSegLib.errors import InputError
 from PancreasSegLib.roi import ROI, image_axes, image_lps_bounds, read_roi, write_roi
 

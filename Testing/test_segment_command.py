@@ -11,11 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("torch")
 import SimpleITK as sitk  # noqa: E402
-
+import torch  # noqa: F401
 from inference_doubles import blob_volume, same_grid, test_config  # noqa: E402
+
 from PancreasSegLib.bundle import make_random_bundle  # noqa: E402
 from PancreasSegLib.cli import main  # noqa: E402
 from PancreasSegLib.progress import STAGES  # noqa: E402
@@ -140,7 +139,6 @@ def test_bad_options_exit_2_before_any_work(files, tmp_path, capsys, args, match
 
 
 def test_surface_and_probabilities_are_written_with_the_segmentation(files, tmp_path, capsys):
-    pytest.importorskip("vtk")
     surface, prob = tmp_path / "pancreas.stl", tmp_path / "prob.nii.gz"
     assert main(["segment", str(files["ct"]), "-o", str(tmp_path / "s.nii.gz"), "--model", str(files["seeing"]),
                  "--roi", str(files["roi"]), "--surface", str(surface), "--probabilities", str(prob),
@@ -155,7 +153,6 @@ def test_surface_and_probabilities_are_written_with_the_segmentation(files, tmp_
 
 
 def test_snapshot_output_is_a_png(files, tmp_path):
-    pytest.importorskip("PancreasSegLib.montage")
     snapshot = tmp_path / "qa.png"
     assert main(["segment", str(files["ct"]), "-o", str(tmp_path / "s.nii.gz"), "--model", str(files["seeing"]),
                  "--roi", str(files["roi"]), "--snapshot", str(snapshot), "--progress", "none"]) == 0
