@@ -17,7 +17,8 @@ DESCRIPTION = "Synthetic abdominal CT phantoms made by PancreasSeg (not patient 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("out", metavar="OUT", help="dataset folder to create (or an existing phantom dataset to add to)")
+    parser.add_argument("out", metavar="OUT",
+                        help="dataset folder to create (or an existing phantom dataset to add to)")
     parser.add_argument("--cases", type=int, default=20, metavar="N", help="number of cases (default 20)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the first case (default 0)")
     parser.add_argument("--no-tumor", action="store_true", help="never add a tumour (label 2)")
