@@ -8,8 +8,10 @@ from the name, so the temporary name keeps the full extension (``.nii.gz``, ``.s
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,8 +61,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = check_output_folder(path)
     ext = full_extension(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name[: len(path.name) - len(ext)]}.", suffix=f".tmp{ext}",
-                                    dir=path.parent if str(path.parent) else ".")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name[: len(path.name) - len(ext)]}.", suffix=f".tmp{ext}",
+                                        dir=path.parent if str(path.parent) else ".")
+    except OSError as exc:
+        raise storage_error(exc, path) or exc from None
     os.close(fd)
     tmp = Path(tmp_name)
     _chmod_like_open(tmp)
@@ -68,11 +73,40 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         _fsync_file(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        error = storage_error(exc, path) if isinstance(exc, (OSError, RuntimeError)) else None
+        if error is not None:
+            raise error from None
         raise
     _fsync_dir(path.parent)
+
+
+#: errno values of a write that failed because of where it went (full disk, quota, read-only, permissions).
+_STORAGE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+                   errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+                   errno.EPERM: "permission denied", errno.EFBIG: "file too large for the file system"}
+#: The same, as the C++ libraries (ITK, VTK) word them in their exception messages.
+_STORAGE_TEXTS = {os.strerror(code).lower(): reason for code, reason in _STORAGE_ERRNOS.items()}
+#: Below this much free space, a failed write of unknown cause is reported as a full disk.
+_NEARLY_FULL_BYTES = 1 << 20
+
+
+def storage_error(exc: BaseException, path: Path) -> InputError | None:
+    """An :class:`InputError` for a write that failed because of the storage (so the command line exits 2
+    with one line instead of a traceback), or ``None`` for any other failure, which stays as it was."""
+    reason = _STORAGE_ERRNOS.get(getattr(exc, "errno", None) or -1)
+    if reason is None:
+        text = str(exc).lower()
+        reason = next((r for t, r in _STORAGE_TEXTS.items() if t in text), None)
+    if reason is None:
+        with contextlib.suppress(OSError):
+            if shutil.disk_usage(path.parent if str(path.parent) else ".").free < _NEARLY_FULL_BYTES:
+                reason = "no space left on the device"
+    if reason is None:
+        return None
+    return InputError(f"cannot be written: {reason}; nothing was written and any previous file is unchanged", path)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:

@@ -7,15 +7,13 @@ problem, naming the case and the file, so ``pancreasseg train`` can exit 2 befor
 
 from __future__ import annotations
 
-import gzip
 import os
-import struct
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from PancreasSegLib.atomic import full_extension
+from PancreasSegLib.ct_checks import check_geometry, count_nonfinite
 from PancreasSegLib.datasets import Case, list_cases, read_dataset_json
 from PancreasSegLib.errors import InputError
 from PancreasSegLib.grid import grid_mismatch
@@ -40,7 +38,8 @@ def check_training_dataset(folder: str | os.PathLike, log: Callable[[str], None]
     Checked, case by case in case-ID order: the label file exists; image and label are readable 3D
     volumes; the label has the image's grid (size, spacing, origin, direction within
     :data:`PancreasSegLib.grid.SPACING_TOLERANCE` / ``DIRECTION_TOLERANCE``); label values are declared in
-    dataset.json's ``labels``; the image holds no NaN or infinite value.
+    dataset.json's ``labels``; the image has a valid geometry (spacing > 0, orthonormal
+    direction) and holds no NaN or infinite value.
 
     Args:
         folder: dataset folder (dataset.json, imagesTr, labelsTr).
@@ -69,6 +68,7 @@ def check_training_dataset(folder: str | os.PathLike, log: Callable[[str], None]
             raise InputError(f"case {case.case_id} has no label (expected labelsTr/{case.case_id}"
                              f"{meta['file_ending']})", folder)
         image = read_volume(case.image)
+        check_geometry(image, case.image)
         label = read_volume(case.label)
         mismatch = grid_mismatch(label, image)
         if mismatch:
@@ -78,52 +78,9 @@ def check_training_dataset(folder: str | os.PathLike, log: Callable[[str], None]
         if unknown:
             raise InputError(f"case {case.case_id}: label value(s) {', '.join(f'{v:g}' for v in unknown[:5])} not "
                              f"declared in dataset.json labels {meta['labels']}", case.label)
-        bad = _count_nonfinite(image, case.image)
+        bad = count_nonfinite(image, case.image)
         if bad:
             raise InputError(f"case {case.case_id}: the image holds {bad} NaN or infinite voxel(s)", case.image)
         if log is not None:
             log(f"{case.case_id}: ok")
     return cases
-
-
-def _count_nonfinite(image, path: Path) -> int:
-    import SimpleITK as sitk
-
-    pixels = sitk.GetArrayViewFromImage(image)
-    if not np.issubdtype(pixels.dtype, np.floating):
-        return 0
-    count = int(np.count_nonzero(~np.isfinite(pixels)))
-    if count == 0 and full_extension(path) in (".nii", ".nii.gz"):
-        # ITK's NIfTI reader turns NaN into 0, which hides them from us but not from other readers
-        # (nibabel, MONAI's default loader); the file's own voxels are checked.
-        count = _nifti_nonfinite(path)
-    return count
-
-
-_NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8"}
-
-
-def _nifti_nonfinite(path: Path, chunk_bytes: int = 1 << 26) -> int:
-    """Non-finite voxels in a single-file NIfTI-1 with float voxels, read from the file itself."""
-    opener = gzip.open if full_extension(path) == ".nii.gz" else open
-    with opener(path, "rb") as f:
-        header = f.read(348)
-        if len(header) < 348:
-            return 0
-        order = "<" if struct.unpack("<i", header[:4])[0] == 348 else ">"
-        if struct.unpack(order + "i", header[:4])[0] != 348:
-            return 0  # NIfTI-2 or not NIfTI: trust the reader
-        datatype = struct.unpack(order + "h", header[70:72])[0]
-        if datatype not in _NIFTI_FLOAT_TYPES:
-            return 0
-        dtype = np.dtype(order + _NIFTI_FLOAT_TYPES[datatype])
-        f.read(max(int(struct.unpack(order + "f", header[108:112])[0]) - 348, 0))
-        count = 0
-        step = chunk_bytes - chunk_bytes % dtype.itemsize
-        rest = b""
-        while chunk := f.read(step):
-            chunk = rest + chunk  # a short read may end inside a voxel
-            usable = len(chunk) - len(chunk) % dtype.itemsize
-            count += int(np.count_nonzero(~np.isfinite(np.frombuffer(chunk[:usable], dtype))))
-            rest = chunk[usable:]
-        return count

@@ -254,6 +254,10 @@ _REASONS = (
     (re.compile(r"Unable to determine ImageIO reader"), "not an image file of a known format"),
     (re.compile(r"expected (\d+) bytes but received (\d+)"), "truncated or corrupt: expected {0} bytes, got {1}"),
     (re.compile(r"data not read completely"), "truncated or corrupt: the image data is incomplete"),
+    (re.compile(r"Zero-valued spacing|Refusing to change spacing"),
+     "zero or invalid voxel spacing in the header"),
+    (re.compile(r"Bad direction, determinant is 0"),
+     "degenerate direction matrix in the header (determinant 0: two image axes are parallel or one is zero)"),
 )
 
 

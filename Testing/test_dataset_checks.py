@@ -94,7 +94,7 @@ def test_declared_values_understand_nnunet_regions_and_msd_style():
 
 
 def test_nan_hidden_by_the_nifti_reader_is_found_in_the_file_itself(tmp_path):
-    from PancreasSegLib.dataset_checks import _nifti_nonfinite
+    from PancreasSegLib.ct_checks import _nifti_nonfinite
 
     array = np.zeros((6, 10, 12), np.float32)
     array[0, 0, 0] = np.nan

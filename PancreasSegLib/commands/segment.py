@@ -5,6 +5,10 @@ OUT is the output file (.seg.nrrd, .nii.gz or .nrrd); with several, OUT is an ex
 each result is named after its input. The label map has exactly the input's grid. Every file is
 written atomically at the end; a cancelled run (Ctrl-C, SIGTERM: exit 130) leaves no partial file.
 
+Inputs are checked before any work: voxel spacing, direction matrix, NaN/inf voxels, a field of view
+large enough for a pancreas, intensities in Hounsfield units (--force: only warn), and the size against
+a voxel budget (--max-voxels, $PANCREASSEG_MAX_VOXELS).
+
 Exit status: 0 done, 2 bad input or no pancreas found (unless --allow-empty), 1 internal error.
 
 examples:
@@ -49,6 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--snapshot", metavar="QA.png", help="also write a montage with the result overlaid")
     parser.add_argument("--phase2-only", action="store_true",
                         help="single-stage baseline: the segmenter over the whole volume, no localizer")
+    parser.add_argument("--force", action="store_true",
+                        help="segment even when the intensities do not look like Hounsfield units (only warn)")
+    parser.add_argument("--max-voxels", type=int, default=None, metavar="N",
+                        help="refuse volumes with more voxels than this, before reading them "
+                             "(default: $PANCREASSEG_MAX_VOXELS or 1024*1024*1000)")
     parser.add_argument("--format", default=".nii.gz", choices=_FOLDER_FORMATS,
                         help="file type of the results when OUT is a folder (default: .nii.gz)")
 
@@ -75,7 +84,10 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, reporter) -> int:
     from PancreasSegLib.errors import InputError
 
+    from PancreasSegLib.ct_checks import max_voxels
+
     plan = _plan(args)
+    args.max_voxels = max_voxels(args.max_voxels)
     roi = None
     if args.roi:
         from PancreasSegLib.roi import read_roi
@@ -163,13 +175,16 @@ def _case_name(path: Path) -> str:
 
 
 def _segment_one(predictor, source: Path, target: Path, args, roi, reporter) -> tuple[dict[str, str], dict[str, Any]]:
+    from PancreasSegLib.ct_checks import check_ct, check_size_before_reading
     from PancreasSegLib.errors import InputError
     from PancreasSegLib.roi import write_roi
     from PancreasSegLib.volume_io import read_volume, write_labelmap, write_volume
 
     reporter("read", 0.0, f"reading {source.name}")
     tick = time.perf_counter()
+    check_size_before_reading(source, args.series, args.max_voxels)
     image = read_volume(source, args.series)  # as stored (often int16): never cast whole to float
+    check_ct(image, source, force=args.force, warn=lambda text: _warn(reporter, text))
     read_s = time.perf_counter() - tick
     reporter("read", 1.0, f"{source.name}: {image.GetSize()[0]}x{image.GetSize()[1]}x{image.GetSize()[2]}")
     try:
@@ -178,39 +193,39 @@ def _segment_one(predictor, source: Path, target: Path, args, roi, reporter) -> 
         if exc.path is None:
             raise type(exc)(str(exc), source) from None
         raise
-    # Everything is computed; now write, and take back this case's files if anything fails midway.
+    # Everything is computed; now write. Each file goes to a staging folder next to its target and all
+    # are renamed into place only when every one is complete: a failure midway (disk full, Ctrl-C) leaves
+    # neither a partial result nor a half-replaced set of earlier results.
     tick = time.perf_counter()
-    written: list[Path] = []
     outputs: dict[str, str] = {}
     surface: dict[str, Any] = {}
+    staging = _Staging()
     try:
         reporter("write", 0.0, f"writing {target.name}")
-        written.append(write_labelmap(prediction.label, target, predictor.bundle.labels))
+        write_labelmap(prediction.label, staging.path(target), predictor.bundle.labels)
         outputs["segmentation"] = str(target)
         if args.roi_out and prediction.roi is not None:
-            written.append(write_roi(prediction.roi, args.roi_out))
+            write_roi(prediction.roi, staging.path(args.roi_out))
             outputs["roi"] = str(args.roi_out)
         if args.probabilities:
-            written.append(write_volume(prediction.probability_image(), args.probabilities))
+            write_volume(prediction.probability_image(), staging.path(args.probabilities))
             outputs["probabilities"] = str(args.probabilities)
         if args.surface and prediction.found:
             from PancreasSegLib.surface import write_surface
 
-            surface = write_surface(prediction.label, args.surface)
-            written.append(Path(args.surface))
+            surface = write_surface(prediction.label, staging.path(args.surface))
             outputs["surface"] = str(args.surface)
         if args.snapshot:
             from PancreasSegLib.montage import write_montage
 
-            write_montage(image, prediction.label, args.snapshot, title=f"{source.name}: {predictor.bundle.name}")
-            written.append(Path(args.snapshot))
+            write_montage(image, prediction.label, staging.path(args.snapshot),
+                          title=f"{source.name}: {predictor.bundle.name}")
             outputs["snapshot"] = str(args.snapshot)
+        staging.commit()
         reporter("write", 1.0, "written")
         prediction.seconds = {"read": read_s, **prediction.seconds, "write": time.perf_counter() - tick}
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
+    finally:
+        staging.cleanup()
     info = {
         "roi": prediction.roi.to_json() if prediction.roi is not None else None,
         "found": prediction.found,
@@ -221,3 +236,47 @@ def _segment_one(predictor, source: Path, target: Path, args, roi, reporter) -> 
     if surface:
         info["surface_volume_ml"] = round(float(surface["volume_ml"]), 3)
     return outputs, info
+
+
+def _warn(reporter, text: str) -> None:
+    import sys
+
+    print(f"pancreasseg segment: warning: {text}", file=sys.stderr)
+    reporter.event("warning", message=text)
+
+
+class _Staging:
+    """Output files written under temporary names first, renamed into place together by :meth:`commit`."""
+
+    def __init__(self) -> None:
+        self._folders: dict[Path, Path] = {}
+        self._files: list[tuple[Path, Path]] = []
+
+    def path(self, final: str | os.PathLike) -> Path:
+        """Where to write ``final`` for now (same folder, so the rename is atomic; same name and extension)."""
+        import tempfile
+
+        from PancreasSegLib.atomic import check_output_folder, storage_error
+
+        final = check_output_folder(final)
+        folder = final.parent if str(final.parent) else Path(".")
+        if folder.resolve() not in self._folders:
+            try:
+                self._folders[folder.resolve()] = Path(tempfile.mkdtemp(prefix=".pancreasseg-", dir=folder))
+            except OSError as exc:
+                raise storage_error(exc, final) or exc from None
+        staged = self._folders[folder.resolve()] / final.name
+        self._files.append((staged, final))
+        return staged
+
+    def commit(self) -> None:
+        for staged, final in self._files:
+            os.replace(staged, final)
+        self._files = []
+
+    def cleanup(self) -> None:
+        import shutil
+
+        for folder in self._folders.values():
+            shutil.rmtree(folder, ignore_errors=True)
+        self._folders = {}

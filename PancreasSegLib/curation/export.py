@@ -19,6 +19,7 @@ import numpy as np
 
 from PancreasSegLib import __version__
 from PancreasSegLib.atomic import write_json_atomic
+from PancreasSegLib.ct_checks import check_finite, check_geometry
 from PancreasSegLib.curation import journal
 from PancreasSegLib.curation.grid import geometry, grid_difference
 from PancreasSegLib.curation.layout import (
@@ -126,8 +127,8 @@ def export_case(image: str | os.PathLike | sitk.Image, label: str | os.PathLike 
     labels = _declared_labels(dataset)
 
     ct = _read(image, "image", series)
-    if ct.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64) and np.isnan(sitk.GetArrayViewFromImage(ct)).any():
-        raise InputError("the image holds NaN values", _name(image))
+    check_geometry(ct, _name(image))
+    check_finite(ct, _name(image))
     grid = geometry(ct)
     corrected = _as_label(_read(label, "label"), grid, labels, _name(label))
     proposed = None if proposal is None else _as_label(_read(proposal, "proposal"), grid, labels, _name(proposal))
