@@ -224,6 +224,8 @@ def _segment_one(predictor, source: Path, target: Path, args, roi, reporter) -> 
         staging.commit()
         reporter("write", 1.0, "written")
         prediction.seconds = {"read": read_s, **prediction.seconds, "write": time.perf_counter() - tick}
+    except InputError as exc:
+        raise staging.renamed(exc) from None
     finally:
         staging.cleanup()
     info = {
@@ -268,6 +270,15 @@ class _Staging:
         staged = self._folders[folder.resolve()] / final.name
         self._files.append((staged, final))
         return staged
+
+    def renamed(self, exc: Exception) -> Exception:
+        """``exc`` naming the file the user asked for instead of its staging name."""
+        from PancreasSegLib.errors import InputError
+
+        for staged, final in self._files:
+            if isinstance(exc, InputError) and exc.path == str(staged):
+                return type(exc)(str(exc)[len(exc.path) + 2:], final)
+        return exc
 
     def commit(self) -> None:
         for staged, final in self._files:
