@@ -12,6 +12,7 @@ each code written ``scheme^value^meaning``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -169,7 +170,10 @@ def read_seg_nrrd(path: str | os.PathLike, reference: sitk.Image | None = None) 
             error = exc
     if error is not None:
         raise InputError(f"cannot be read as a segmentation: {sitk_reason(error, ''.join(chatter))}", path)
-    fields = {key: image.GetMetaData(key) for key in image.GetMetaDataKeys()}
+    fields = {}
+    for key in image.GetMetaDataKeys():
+        with contextlib.suppress(TypeError):  # a key that is not UTF-8 (corrupt header) is no segment field
+            fields[key] = image.GetMetaData(key)
     if "Segment0_ID" not in fields:
         raise InputError("not a Slicer segmentation file (it has no Segment0_ID field)", path)
     if image.GetDimension() != 3:

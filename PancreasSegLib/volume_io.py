@@ -136,8 +136,15 @@ def without_metadata(image: sitk.Image) -> sitk.Image:
         return image
     copy = sitk.Image(image)
     copy.MakeUnique()  # a plain copy shares the metadata dictionary with the original
-    for key in copy.GetMetaDataKeys():
-        copy.EraseMetaData(key)
+    try:
+        for key in copy.GetMetaDataKeys():
+            copy.EraseMetaData(key)
+    except TypeError:
+        # A key that is not UTF-8 (a corrupt header) cannot be handed back to SimpleITK: rebuild the image
+        # from its pixels and geometry instead, which carries no metadata at all.
+        copy = sitk.GetImageFromArray(sitk.GetArrayFromImage(image),
+                                      isVector=image.GetNumberOfComponentsPerPixel() > 1)
+        copy.CopyInformation(image)
     return copy
 
 

@@ -248,10 +248,9 @@ def _as_label(label: sitk.Image, grid: dict, labels: Mapping[str, int], name: st
 
 def _without_metadata(image: sitk.Image) -> sitk.Image:
     # DICOM tags (patient name, IDs, UIDs) must not travel into the curated files.
-    clean = image.__class__(image)
-    for key in clean.GetMetaDataKeys():
-        clean.EraseMetaData(key)
-    return clean
+    from PancreasSegLib.volume_io import without_metadata
+
+    return without_metadata(image)
 
 
 def _write_image(image: sitk.Image, path: Path) -> None:
