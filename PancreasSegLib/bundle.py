@@ -152,8 +152,12 @@ def _validate_config(config: dict, path: Path) -> None:
         weights = entry.get("weights")
         if not isinstance(weights, dict) or not weights.get("file") or not weights.get("sha256"):
             raise InputError(f"{MODEL_JSON}: stage {stage!r} names no weights file with its sha256", path)
-        if Path(weights["file"]).name != weights["file"]:
+        if not isinstance(weights["file"], str) or Path(weights["file"]).name != weights["file"] \
+                or weights["file"] in (".", ".."):
             raise InputError(f"{MODEL_JSON}: weights file {weights['file']!r} must lie in the bundle folder", path)
+        if not weights["file"].endswith(".safetensors"):
+            raise InputError(f"{MODEL_JSON}: weights file {weights['file']!r} is not a .safetensors file "
+                             "(other formats, such as pickles, are never loaded)", path)
     channels = segmenter_output_channels(config)
     if channels != len(labels) + 1:
         raise InputError(f"the segmenter has {channels} output channels but the bundle lists {len(labels)} "
@@ -174,6 +178,9 @@ def _check_weights_file(path: Path, stage: str, config: dict) -> None:
     file = path / weights["file"]
     if not file.is_file():
         raise InputError(f"{stage} weights file {weights['file']} is missing", path)
+    # A symlink may point anywhere; the bundle's files must be the bundle's own.
+    if not file.resolve().is_relative_to(path.resolve()):
+        raise InputError(f"{stage} weights file {weights['file']} is a link to a file outside the bundle folder", path)
     actual = sha256_file(file)
     if actual != weights["sha256"]:
         raise InputError(f"{stage} weights file {weights['file']} has sha256 {actual[:12]}..., "

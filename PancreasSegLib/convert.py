@@ -54,10 +54,11 @@ def convert_msd(src: str | os.PathLike, out: str | os.PathLike, overwrite: bool 
     >>> convert_msd("Task07_Pancreas", "Dataset007_Pancreas")  # doctest: +SKIP
     """
 
-    src, out = Path(src), _prepare_output(out)
-    pairs = _msd_training_pairs(src)
+    src = Path(src)
+    pairs = _msd_training_pairs(src)  # checked before the output folder is made: a refusal writes nothing
     if not pairs:
         raise InputError("has no training cases", src)
+    out = _prepare_output(out)
     notes = _previous_notes(out)
     done: list[str] = []
     for n, (image_file, label_file) in enumerate(pairs, 1):
@@ -96,14 +97,25 @@ def _msd_training_pairs(src: Path) -> list[tuple[Path, Path]]:
             training = json.loads(meta.read_text(encoding="utf-8")).get("training", [])
         except (OSError, ValueError) as exc:
             raise InputError(f"cannot be read as JSON ({exc})", meta) from None
-        pairs = [(src / e["image"], src / e["label"]) for e in training if isinstance(e, dict)
-                 and "image" in e and "label" in e]
+        pairs = [(_inside(src, e["image"], meta), _inside(src, e["label"], meta)) for e in training
+                 if isinstance(e, dict) and "image" in e and "label" in e]
     elif (src / "imagesTr").is_dir():
         pairs = [(p, src / "labelsTr" / p.name) for p in sorted((src / "imagesTr").glob("*.nii.gz"))]
     else:
         raise InputError("is not an MSD task folder (no dataset.json, no imagesTr)", src)
     # "._name" files are macOS resource forks copied along with the data, never images.
     return [(i, lab) for i, lab in pairs if not i.name.startswith(".") and not lab.name.startswith(".")]
+
+
+def _inside(src: Path, name, meta: Path) -> Path:
+    """``src / name`` for a dataset.json entry, refused when it is not a relative path inside ``src``
+    (an absolute path, ``..``, or a symlink leading out): a dataset must not make us read elsewhere."""
+    if not isinstance(name, str) or not name:
+        raise InputError(f"training entry {name!r} is not a file name", meta)
+    path = src / name
+    if Path(name).is_absolute() or ".." in Path(name).parts or not path.resolve().is_relative_to(src.resolve()):
+        raise InputError(f"training entry {name!r} points outside the dataset folder", meta)
+    return path
 
 
 _PATIENT = re.compile(r"^PANCREAS_(\d{4})$", re.IGNORECASE)

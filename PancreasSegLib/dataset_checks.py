@@ -38,7 +38,7 @@ def check_training_dataset(folder: str | os.PathLike, log: Callable[[str], None]
     Checked, case by case in case-ID order: the label file exists; image and label are readable 3D
     volumes; the label has the image's grid (size, spacing, origin, direction within
     :data:`PancreasSegLib.grid.SPACING_TOLERANCE` / ``DIRECTION_TOLERANCE``); label values are declared in
-    dataset.json's ``labels``; the image has a valid geometry (spacing > 0, orthonormal
+    dataset.json's ``labels``; no case file is a link leading out of the folder; the image has a valid geometry (spacing > 0, orthonormal
     direction) and holds no NaN or infinite value.
 
     Args:
@@ -63,7 +63,12 @@ def check_training_dataset(folder: str | os.PathLike, log: Callable[[str], None]
     cases = list_cases(folder, require_labels=False)
     if not cases:
         raise InputError(f"has no training cases (no imagesTr/<case>_0000{meta['file_ending']} files)", folder)
+    root = folder.resolve()
     for case in cases:
+        for file in (case.image, case.label):
+            if file is not None and not file.resolve().is_relative_to(root):
+                raise InputError(f"case {case.case_id}: {file.relative_to(folder)} is a link to a file outside the "
+                                 "dataset folder; copy the file into the dataset", folder)
         if case.label is None:
             raise InputError(f"case {case.case_id} has no label (expected labelsTr/{case.case_id}"
                              f"{meta['file_ending']})", folder)

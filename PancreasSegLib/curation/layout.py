@@ -91,6 +91,10 @@ def check_target_folder(folder: str | os.PathLike) -> None:
         raise InputError("is not empty and holds no dataset.json: not a dataset folder", folder)
     if folder.is_dir() and not os.access(folder, os.W_OK):
         raise InputError("the dataset folder is not writable", folder)
+    for sub in (*SUBFOLDERS, STAGING, "dataset.json"):
+        # Writes go through these names: a link would send them (and renames over them) somewhere else.
+        if (folder / sub).is_symlink():
+            raise InputError(f"{sub} is a symbolic link; a dataset's folders must lie inside it", folder)
     parent = folder.resolve().parent
     if not folder.exists() and not parent.is_dir():
         raise InputError(f"the folder {parent} does not exist", folder)
