@@ -108,8 +108,10 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
+        # The module (or Slicer) is closing: stop a run for good and remove its files now; no timer will
+        # deliver its end later.
         if self.logic is not None:
-            self.logic.cancel()
+            self.logic.shutdown(quiet=True)
         self.removeObservers()
 
     def enter(self) -> None:
@@ -122,7 +124,8 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGui)
 
     def onSceneStartClose(self, caller, event) -> None:
-        self.logic.cancel()
+        # The run's volume is about to go: its result must not land in the next scene.
+        self.logic.shutdown()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:

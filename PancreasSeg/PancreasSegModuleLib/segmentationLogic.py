@@ -139,6 +139,7 @@ class _Job:
     done: ProgressEvent | None = None
     error: ProgressEvent | None = None
     context: dict = field(default_factory=dict)
+    closed: bool = False  # ended by shutdown(): a late end report from the runner is ignored
 
 
 class PancreasSegLogic:
@@ -226,6 +227,34 @@ class PancreasSegLogic:
         """Kill the running command and every process it started; the scene is left as it was."""
         if self._job is not None:
             self.runner.cancel()
+
+    def shutdown(self, timeoutSeconds: float = 10.0, quiet: bool = False) -> None:
+        """End a running job now: kill its process tree, wait for it, remove its temporary files.
+
+        For the scene's StartCloseEvent and the widget's ``cleanup`` (module closed, Slicer quitting).
+        Unlike :meth:`cancel` it does not leave the end to a later timer tick, which may never come once
+        the scene or the application goes; the scene is left as it was.
+
+        Args:
+            timeoutSeconds: how long to wait for the runner to report the end before cleaning up anyway.
+            quiet: drop the job's callbacks first (the widget that would receive them is going away).
+        """
+        job = self._job
+        if job is None:
+            return
+        if quiet:
+            job.callbacks = Callbacks()
+        self.runner.cancel()
+        try:
+            self.runner.wait(timeoutSeconds=timeoutSeconds)
+        except (TimeoutError, RuntimeError):
+            pass
+        if self._job is job:  # the runner did not report the end in time: finish it here
+            self._job = None
+            job.closed = True
+            shutil.rmtree(job.tempDir, ignore_errors=True)
+            if job.callbacks.onCancelled is not None:
+                job.callbacks.onCancelled()
 
     def wait(self, idle: Callable[[], None] | None = None, timeoutSeconds: float | None = None) -> Any:
         """Block until the running job ends (self-test, scripting); return its result.
@@ -323,20 +352,26 @@ class PancreasSegLogic:
         existing: SegmentationResult | None = ctx["existing"]
         keepRoi = ctx["rerun"] and existing is not None and existing.roi is not None
         baseName = f"{self.scene.nodeName(volume)} pancreas"
-        # The old result goes only now, when the new one is there: a failed run leaves the scene as it was.
+        # The new nodes are made first and taken back if any step fails; the old result goes only once the
+        # new one is complete: a failed run leaves the scene as it was.
+        result = SegmentationResult(volume, None)
+        try:
+            result.segmentation = self.scene.importSegmentation(output, volume, baseName, model.labels)
+            result.proposal = self.scene.copySegmentation(result.segmentation, f"{baseName} proposal")
+            if not keepRoi:
+                roi = self._roiOfRun(job, paths["roiOut"])
+                if roi is not None:
+                    result.roi = self.scene.createRoi(f"{baseName} ROI", roi, options.showRoi)
+            if options.keepProbabilities and os.path.isfile(paths["probabilities"]):
+                result.probabilities = self.scene.loadProbabilityMap(paths["probabilities"],
+                                                                     f"{baseName} probability")
+        except BaseException:
+            self.scene.removeNodes(result.nodes())
+            raise
         if existing is not None:
             self.scene.removeNodes(existing.nodes(keepRoi=keepRoi))
-        segmentation = self.scene.importSegmentation(output, volume, baseName, model.labels)
-        result = SegmentationResult(volume, segmentation)
-        result.proposal = self.scene.copySegmentation(segmentation, f"{baseName} proposal")
         if keepRoi:
             result.roi = existing.roi  # type: ignore[union-attr]
-        else:
-            roi = self._roiOfRun(job, paths["roiOut"])
-            if roi is not None:
-                result.roi = self.scene.createRoi(f"{baseName} ROI", roi, options.showRoi)
-        if options.keepProbabilities and os.path.isfile(paths["probabilities"]):
-            result.probabilities = self.scene.loadProbabilityMap(paths["probabilities"], f"{baseName} probability")
         self.scene.linkResult(result)
         self.scene.showResult(result)
         return result
@@ -484,9 +519,12 @@ class PancreasSegLogic:
             job.error = event
 
     def _onFinished(self, job: _Job, exitCode: int, stderr: str) -> None:
+        if job.closed:  # shutdown() already ended it and removed its files
+            return
         for event in job.parser.flush():
             self._onEvent(job, event)
-        self._job = None
+        if self._job is job:
+            self._job = None
         cb = job.callbacks
         try:
             if getattr(self.runner, "cancelled", False) or exitCode == 130:
