@@ -37,8 +37,9 @@ if TYPE_CHECKING:
 
 #: Environment variable that sets the largest volume (in voxels) ``segment`` accepts.
 MAX_VOXELS_ENV = "PANCREASSEG_MAX_VOXELS"
-#: Default voxel budget: 1024 x 1024 x 1000. Peak memory is about 7 bytes per input voxel plus a fixed
-#: ~0.7 GB (see docs/robustness.md), so this is about 8 GB; set the variable to go beyond.
+#: Default voxel budget: 1024 x 1024 x 1000 (1.05e9). Only the ROI crop and single slices are resampled, so
+#: memory scales with the input array: measured peak RSS = about 1.2 GiB + 3-4 bytes per int16 input voxel
+#: (input + label map; 2 more for float32 input), about 5.5 GB at the budget (docs/robustness.md).
 DEFAULT_MAX_VOXELS = 1024 * 1024 * 1000
 #: Smallest field of view that can hold a pancreas: in the axial plane and along the body axis.
 MIN_IN_PLANE_MM = 40.0

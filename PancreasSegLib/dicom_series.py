@@ -90,9 +90,17 @@ def _check_slice_spacing(reader: sitk.ImageSeriesReader, n_files: int, folder: P
     try:
         positions = np.array([[float(v) for v in reader.GetMetaData(i, "0020|0032").split("\\")]
                               for i in range(n_files)])
-        orientation = [float(v) for v in reader.GetMetaData(0, "0020|0037").split("\\")]
+        orientations = np.array([[float(v) for v in reader.GetMetaData(i, "0020|0037").split("\\")]
+                                 for i in range(n_files)])
     except (RuntimeError, ValueError):
         return  # no per-slice positions (e.g. a multi-frame file): nothing to check
+    # ITK takes the first slice's orientation for all: a slice tilted differently would be stacked as if it
+    # were parallel (contradictory headers, or two series sharing one UID).
+    tilted = np.flatnonzero(np.any(np.abs(orientations - orientations[0]) > 1e-4, axis=1))
+    if tilted.size:
+        raise InputError(f"DICOM series {series}: {tilted.size} slice(s) have another ImageOrientationPatient than "
+                         "the first: not one consistent series", folder)
+    orientation = orientations[0].tolist()
     normal = np.cross(orientation[:3], orientation[3:])
     gaps = np.diff(positions @ normal)
     median = float(np.median(np.abs(gaps)))

@@ -360,3 +360,35 @@ def test_other_write_failures_stay_internal_errors(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="a bug"):
         write_labelmap(sitk.Image(4, 4, 4, sitk.sitkUInt8), tmp_path / "x.nii.gz")
     assert list(tmp_path.iterdir()) == []
+
+
+# --- corrupt or contradictory DICOM series -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("truncated file", ["not evenly spaced"]),  # GDCM drops the unreadable file: a gap in the stack
+    ("other size", ["differ in image size", "48, 20, 1"]),
+    ("other orientation", ["1 slice(s) have another ImageOrientationPatient"]),
+])
+def test_a_damaged_or_inconsistent_dicom_series_is_refused_in_one_line(tmp_path, damage, words):
+    import pydicom
+
+    folder = tmp_path / "dcm"
+    write_dicom_ct(folder, np.clip(sitk.GetArrayFromImage(abdomen()), -1024, 3000), 1.0, -1024.0,
+                   spacing=abdomen().GetSpacing())
+    victim = sorted(folder.iterdir())[5]
+    if damage == "truncated file":
+        victim.write_bytes(victim.read_bytes()[:700])
+    else:
+        ds = pydicom.dcmread(victim)
+        if damage == "other size":
+            ds.Rows, ds.PixelData = 20, ds.PixelData[: 20 * 48 * 2]
+        else:
+            ds.ImageOrientationPatient = [0, 1, 0, 1, 0, 0]
+        ds.save_as(victim)
+    with pytest.raises(InputError) as info:
+        read_volume(folder)
+    message = str(info.value)
+    assert message.startswith(f"{folder}: ") and "\n" not in message
+    for word in words:
+        assert word in message
