@@ -265,7 +265,7 @@ def hu_problem(image: sitk.Image) -> str | None:
     import SimpleITK as sitk
 
     array = sitk.GetArrayViewFromImage(image)
-    step = max(1, int(round((array.size / _SAMPLE_VOXELS) ** (1 / 3))))
+    step = max(1, round((array.size / _SAMPLE_VOXELS) ** (1 / 3)))
     sample = np.asarray(array[::step, ::step, ::step], dtype=np.float64).ravel()
     sample = sample[np.isfinite(sample)]
     if sample.size == 0:

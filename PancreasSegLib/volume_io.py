@@ -263,7 +263,7 @@ _REASONS = (
     (re.compile(r"data not read completely"), "truncated or corrupt: the image data is incomplete"),
     (re.compile(r"Zero-valued spacing|Refusing to change spacing"),
      "zero or invalid voxel spacing in the header"),
-    (re.compile(r"does not fully contain the requested region.*?Size: \[([^\]]*)\].*?Size: \[([^\]]*)\]", re.S),
+    (re.compile(r"does not fully contain the requested region.*?Size: \[([^\]]*)\].*?Size: \[([^\]]*)\]", re.DOTALL),
      "the files differ in image size ({1} in one, {0} expected): not one consistent series"),
     (re.compile(r"Bad direction, determinant is 0"),
      "degenerate direction matrix in the header (determinant 0: two image axes are parallel or one is zero)"),

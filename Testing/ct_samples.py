@@ -14,7 +14,7 @@ PATIENT = ("Roe^Richard", "Roe", "MRN-5512-ZZ", "19500317")
 def abdomen(shape_zyx=(12, 40, 48), spacing=(1.6, 1.5, 3.0), dtype=np.int16, seed=0) -> sitk.Image:
     """A tiny CT in HU: air around an elliptic body of fat and soft tissue with a bone disc."""
     rng = np.random.default_rng(seed)
-    z, y, x = np.indices(shape_zyx)
+    _, y, x = np.indices(shape_zyx)
     cy, cx = (shape_zyx[1] - 1) / 2, (shape_zyx[2] - 1) / 2
     r = ((y - cy) / (0.45 * shape_zyx[1])) ** 2 + ((x - cx) / (0.45 * shape_zyx[2])) ** 2
     hu = np.where(r < 1, -100.0, -1000.0)

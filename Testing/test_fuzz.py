@@ -121,7 +121,7 @@ def test_mutated_seg_nrrd_files_are_read_or_refused_by_the_segmentation_reader(s
     path = scratch / "mutated.seg.nrrd"
     path.write_bytes(data.draw(mutated(seeds[".seg.nrrd"])))
     try:
-        label, labels = read_seg_nrrd(path)
+        label, _ = read_seg_nrrd(path)
     except InputError:
         return
     assert label.GetPixelID() == sitk.sitkUInt8 and label.GetDimension() == 3

@@ -55,7 +55,7 @@ def test_shutdown_during_a_run_kills_it_removes_its_files_and_leaves_the_scene_u
 
 
 def test_quiet_shutdown_calls_no_callback_of_the_closing_widget(env, model):
-    logic, _, runner, volume, temp = env
+    logic, _, _, volume, temp = env
     rec = Recorder()
     logic.segment(volume, SegmentOptions(str(model)), rec.callbacks())
     logic.shutdown(quiet=True)
@@ -82,7 +82,7 @@ def test_shutdown_without_a_run_does_nothing(env):
 
 @pytest.mark.parametrize("first", ["segment", "export"])
 def test_a_segment_and_an_export_cannot_overlap(env, model, tmp_path, first):
-    logic, scene, runner, volume, _ = env
+    logic, _, runner, volume, _ = env
     logic.segment(volume, SegmentOptions(str(model)))
     runner.play([done_line()], before_finish=lambda: writeFakeOutput(runner.args))
     export = ExportOptions(str(tmp_path / "ds"), "case_0001")

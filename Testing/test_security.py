@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from inference_doubles import blob_volume, test_config
 from ct_samples import PATIENT, abdomen, write_dicom_ct
+from inference_doubles import blob_volume, test_config
 
 from PancreasSegLib.bundle import Bundle, make_random_bundle, sha256_file
 from PancreasSegLib.cli import main

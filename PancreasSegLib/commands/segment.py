@@ -82,9 +82,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, reporter) -> int:
-    from PancreasSegLib.errors import InputError
-
     from PancreasSegLib.ct_checks import max_voxels
+    from PancreasSegLib.errors import InputError
 
     plan = _plan(args)
     args.max_voxels = max_voxels(args.max_voxels)
