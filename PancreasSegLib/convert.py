@@ -260,6 +260,9 @@ def _read_information(path: Path):
     """
     import SimpleITK as sitk
 
+    from PancreasSegLib.volume_io import check_header_safe
+
+    check_header_safe(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:

@@ -88,7 +88,7 @@ def check_size_before_reading(path: str | os.PathLike, series: str | None = None
     """
     import SimpleITK as sitk
 
-    from PancreasSegLib.volume_io import captured_stderr
+    from PancreasSegLib.volume_io import captured_stderr, check_header_safe
 
     path = Path(path)
     budget = max_voxels(budget)
@@ -98,6 +98,7 @@ def check_size_before_reading(path: str | os.PathLike, series: str | None = None
             if path.is_dir():
                 voxels = _dicom_voxels(path, series, budget)
             elif path.is_file() and path.stat().st_size > 0:
+                check_header_safe(path)
                 reader = sitk.ImageFileReader()
                 reader.SetFileName(str(path))
                 reader.ReadImageInformation()
@@ -113,7 +114,9 @@ def check_size_before_reading(path: str | os.PathLike, series: str | None = None
 def _dicom_voxels(folder: Path, series: str | None, budget: int) -> int:
     import SimpleITK as sitk
 
-    files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+    # MetaImage files are never DICOM slices, and their headers can crash the reader (check_header_safe).
+    files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+             and full_extension(p) not in (".mha", ".mhd")]
     if not files:
         return 0
     reader = sitk.ImageFileReader()

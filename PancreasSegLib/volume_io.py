@@ -200,11 +200,43 @@ def captured_stderr() -> Iterator[list[str]]:
             captured.append(sink.read().decode("utf-8", "replace"))
 
 
+#: Largest number of dimensions a MetaImage header may declare before ITK sees it (see check_header_safe).
+_METAIMAGE_MAX_NDIMS = 4
+_NDIMS = re.compile(rb"^[ \t]*NDims[ \t]*[=:][ \t]*(\S*)", re.IGNORECASE | re.MULTILINE)
+
+
+def check_header_safe(path: str | os.PathLike) -> None:
+    """Refuse headers known to crash the native readers, before any of them opens the file.
+
+    ITK's MetaImage reader (MetaIO) keeps per-dimension values in fixed arrays of 10: a ``.mha``/``.mhd``
+    header with ``NDims = 93`` corrupts the heap (abort) and ``NDims = 1000`` segfaults, which no
+    ``try`` can catch. Found by fuzzing; the header is read here and anything but 1..4 dimensions refused.
+
+    Raises:
+        InputError: a MetaImage header with a missing-, malformed- or out-of-range ``NDims``.
+    """
+    path = Path(path)
+    if full_extension(path) not in (".mha", ".mhd") or not path.is_file():
+        return
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    head = head.split(b"ElementDataFile", 1)[0]  # the header ends with this key; binary data follows
+    values = _NDIMS.findall(head)
+    if not values:
+        raise InputError("not a MetaImage file: its header has no NDims", path)
+    for value in values:
+        if not value.isdigit() or not 1 <= int(value) <= _METAIMAGE_MAX_NDIMS:
+            shown = value[:20].decode("ascii", "replace")
+            raise InputError(f"MetaImage header declares NDims {shown!r}; a volume has 1 to "
+                             f"{_METAIMAGE_MAX_NDIMS} dimensions", path)
+
+
 def _read_file(path: Path) -> sitk.Image:
     import SimpleITK as sitk
 
     if path.stat().st_size == 0:
         raise InputError("is empty (0 bytes)", path)
+    check_header_safe(path)
     error = None
     with captured_stderr() as chatter:
         try:

@@ -301,3 +301,17 @@ def test_a_header_key_that_is_not_utf8_neither_breaks_reading_nor_the_metadata_s
     clean = without_metadata(image)
     assert clean.GetMetaDataKeys() == () and np.array_equal(sitk.GetArrayViewFromImage(clean),
                                                               sitk.GetArrayViewFromImage(image))
+
+
+@pytest.mark.parametrize("ndims", ["0", "5", "93", "1000", "-3", "three", ""])
+def test_a_metaimage_header_that_would_crash_itk_is_refused_before_itk_opens_it(tmp_path, ndims):
+    # NDims = 93 corrupts ITK's heap and 1000 segfaults it (fixed arrays of 10 in MetaIO): a native crash.
+    header = (f"ObjectType = Image\nNDims = {ndims}\nBinaryData = True\nDimSize = 24 20 6\n"
+              "ElementType = MET_SHORT\nElementDataFile = LOCAL\n").encode()
+    for ext in (".mha", ".mhd"):
+        path = tmp_path / f"bad{ext}"
+        path.write_bytes(header + bytes(24 * 20 * 6 * 2))
+        with pytest.raises(InputError, match="NDims"):
+            check_size_before_reading(path, budget=BUDGET)
+        with pytest.raises(InputError, match="NDims"):
+            read_volume(path)

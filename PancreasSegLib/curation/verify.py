@@ -185,10 +185,13 @@ def _stems(sub: Path, suffix: str, problems: list[str], required: bool = True) -
 def _read(path: Path, problems: list[str], what: str):
     import SimpleITK as sitk
 
+    from PancreasSegLib.volume_io import check_header_safe
+
     try:
+        check_header_safe(path)
         image = sitk.ReadImage(str(path))
         return image, sitk.GetArrayFromImage(image)
-    except RuntimeError:
+    except (RuntimeError, InputError):
         problems.append(f"{what}: cannot be read ({path.name})")
         return None, None
 
