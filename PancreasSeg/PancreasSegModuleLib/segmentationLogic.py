@@ -345,9 +345,11 @@ class PancreasSegLogic:
             return False
         tempDir = tempfile.mkdtemp(prefix="PancreasSeg-", dir=self.tempRoot)
         try:
+            # NRRD both ways: it keeps the grid in double precision, where NIfTI's float32 header would
+            # move the result's origin by a few micrometres against the volume's.
             paths = {name: os.path.join(tempDir, file) for name, file in (
-                ("input", "input.nrrd"), ("output", "segmentation.nii.gz"), ("roiOut", "roi.json"),
-                ("roiIn", "roi-in.json"), ("probabilities", "probabilities.nii.gz"))}
+                ("input", "input.nrrd"), ("output", "segmentation.nrrd"), ("roiOut", "roi.json"),
+                ("roiIn", "roi-in.json"), ("probabilities", "probabilities.nrrd"))}
             self.scene.writeVolume(volumeNode, paths["input"])
             if roi is not None:
                 writeRoiJson(roi, paths["roiIn"])
