@@ -112,7 +112,7 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportButton.clicked.connect(self.onExport)
         self.ui.openCaseButton.clicked.connect(self.onOpenCase)
         self.ui.fineTuneButton.clicked.connect(self.onFineTuneOrCancel)
-        self.ui.modelChoiceComboBox.activated.connect(self.onModelChoice)
+        self.ui.modelChoiceComboBox.currentIndexChanged.connect(self.onModelChoice)
         self.ui.showRoiCheckBox.toggled.connect(self.onShowRoiToggled)
         self.ui.deviceInfoLabel.text = dependencies.deviceDescription()
         self.ui.progressBar.visible = False

@@ -160,7 +160,7 @@ def _wait(logic):
 
 
 def test_segment_pancreas_runs_the_real_command_and_imports_the_files_it_reports(env, bundles, phantom):
-    logic, scene, runner, volume, _, runs = env
+    logic, _, runner, volume, _, runs = env
     rec = Recorder()
     logic.segment(volume, SegmentOptions(str(bundles["found"]), device="cpu", keepProbabilities=True),
                   rec.callbacks())
@@ -249,7 +249,7 @@ def test_cancel_kills_the_real_command_and_leaves_scene_and_temp_folder_as_they_
     pytest.param("silent", "no pancreas found", marks=pytest.mark.slow),
 ])
 def test_an_error_of_the_real_command_surfaces_as_one_line(env, bundles, which, expected):
-    logic, scene, runner, volume, _, runs = env
+    logic, scene, _, volume, _, runs = env
     nodes = list(scene.nodes)
     rec = Recorder()
     logic.segment(volume, SegmentOptions(str(bundles[which]), device="cpu"), rec.callbacks())
@@ -314,7 +314,7 @@ def test_export_runs_the_real_export_and_shows_its_dice_and_volume_change(env, b
 
 
 def test_a_refused_export_surfaces_the_commands_one_line_message(env, phantom, tmp_path):
-    logic, scene, runner, volume, _, runs = env
+    logic, scene, _, volume, _, runs = env
     # A label value the dataset does not declare: the command refuses it and writes nothing.
     bad = (sitk.GetArrayFromImage(phantom[1]) > 0).astype(np.uint8) * 7
     scene.linkResult(SegmentationResult(volume, scene.add("bad", "segmentation", array=bad)))

@@ -228,8 +228,8 @@ def test_declined_dependencies_start_nothing_and_leave_no_temporary_folder(env, 
 
 
 def test_export_needs_no_pytorch_but_segment_and_train_do():
-    installed = {"SimpleITK"}
-    finder = lambda name: object() if name in installed else None  # noqa: E731
+    def finder(name):
+        return object() if name == "SimpleITK" else None
     assert dependencies.missingPackages("export", finder) == []
     assert "torch" in dependencies.missingPackages("segment", finder)
     assert dependencies.missingPackages("train", finder) == dependencies.missingPackages("segment", finder)
