@@ -1,7 +1,7 @@
 """PancreasSeg: find and outline the pancreas in abdominal CT, correct it, export it for training.
 
 Flow of the module: inputs -> "Segment pancreas" (background command) -> result in the scene ->
-"Correct in Segment Editor" -> "Export for training". The work is done by ``PancreasSegLib`` in a
+"Correct in Segment Editor" -> "Export for training" -> "Fine-tune on curated set" (a new model choice). The work is done by ``PancreasSegLib`` in a
 background ``PythonSlicer -m PancreasSegLib`` process; this file only binds the GUI to the Logic in
 ``PancreasSegModuleLib.segmentationLogic``.
 """
@@ -37,6 +37,7 @@ from PancreasSegModuleLib.segmentationLogic import (  # noqa: E402
     REVIEW_STATUSES,
     Callbacks,
     ExportOptions,
+    FineTuneOptions,
     SegmentOptions,
 )
 from PancreasSegModuleLib.segmentationLogic import PancreasSegLogic as SegmentationLogicCore  # noqa: E402
@@ -53,6 +54,7 @@ class PancreasSeg(ScriptedLoadableModule):
 Segments the pancreas in an abdominal CT with a two-phase model (Mask R-CNN localizer, then a 3D U-Net
 inside the region it finds), lets you correct the result in the Segment Editor and export the corrected
 case into a curated training dataset.<br>
+Corrected cases can then fine-tune the model into a new model version ("Fine-tune on curated set").<br>
 <b>Research use only, not for clinical use.</b> The bundled model is trained on synthetic phantoms only,
 not on patient data: it demonstrates the workflow and is not accurate on real CT.
 """
@@ -75,6 +77,12 @@ class PancreasSegParameterNode:
     reviewer: str = ""
     reviewStatus: Annotated[str, Choice(list(REVIEW_STATUSES))] = "corrected"
     note: str = ""
+    fineTuneMinutes: Annotated[float, WithinRange(0.1, 1440.0)] = 10.0
+    fineTuneName: str = ""
+
+
+#: QSettings key of the fine-tuned bundles offered as model choices (kept across sessions).
+REGISTERED_MODELS_KEY = "PancreasSeg/RegisteredModels"
 
 
 class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -92,6 +100,7 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = PancreasSegLogic(confirm=slicer.util.confirmYesNoDisplay)
+        self.logic.registeredModels = self.loadRegisteredModels()
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -102,9 +111,12 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.rerunRoiButton.clicked.connect(self.onRerunInsideRoi)
         self.ui.exportButton.clicked.connect(self.onExport)
         self.ui.openCaseButton.clicked.connect(self.onOpenCase)
+        self.ui.fineTuneButton.clicked.connect(self.onFineTuneOrCancel)
+        self.ui.modelChoiceComboBox.currentIndexChanged.connect(self.onModelChoice)
         self.ui.showRoiCheckBox.toggled.connect(self.onShowRoiToggled)
         self.ui.deviceInfoLabel.text = dependencies.deviceDescription()
         self.ui.progressBar.visible = False
+        self.refreshModelChoices()
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -155,17 +167,24 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def updateGui(self, caller=None, event=None) -> None:
         p = self._parameterNode
         running = self.logic.isRunning()
+        training = self.logic.runningKind == "train"
         self.ui.segmentButton.text = "Cancel" if running else "Segment pancreas"
         self.ui.segmentButton.enabled = running or bool(p and p.inputVolume)
+        # The note on what the model is trained on stays in plain sight whatever model is picked.
         try:
-            self.ui.modelInfoLabel.text = self.logic.checkModel(str(p.modelPath)).summary if p else ""
+            info = self.logic.checkModel(str(p.modelPath)) if p else None
+            self.ui.modelInfoLabel.text = info.summary if info else ""
+            self.ui.modelWarningLabel.text = info.warning if info else ""
         except ValueError as exc:
             self.ui.modelInfoLabel.text = str(exc)
+            self.ui.modelWarningLabel.text = ""
         result = self.logic.scene.findResult(p.inputVolume) if p else None
         for button in (self.ui.correctButton, self.ui.rerunRoiButton, self.ui.exportButton):
             button.enabled = result is not None and not running
         self.ui.rerunRoiButton.enabled = bool(result and result.roi) and not running
         self.ui.openCaseButton.enabled = not running
+        self.ui.fineTuneButton.text = "Cancel fine-tuning" if training else "Fine-tune on curated set"
+        self.ui.fineTuneButton.enabled = training or (not running and bool(p and p.fineTuneName.strip()))
 
     def options(self) -> SegmentOptions:
         p = self._parameterNode
@@ -182,13 +201,36 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if bundled is not None and self._parameterNode:
             self._parameterNode.modelPath = bundled
 
+    # Model choices: the bundled model and the fine-tuned bundles registered by "Fine-tune on curated set".
+
+    @staticmethod
+    def loadRegisteredModels() -> list:
+        stored = qt.QSettings().value(REGISTERED_MODELS_KEY) or []
+        stored = [stored] if isinstance(stored, str) else list(stored)
+        return [path for path in stored if os.path.isfile(os.path.join(path, "model.json"))]
+
+    def refreshModelChoices(self) -> None:
+        combo = self.ui.modelChoiceComboBox
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItem("(choose a model)", "")
+        bundled = findBundledModel(MODULE_DIR)
+        if bundled is not None:
+            combo.addItem(f"Bundled: {bundled.name} (synthetic phantoms)", str(bundled))
+        for path in reversed(self.logic.registeredModels):
+            combo.addItem(f"Fine-tuned: {os.path.basename(path)}", path)
+        combo.blockSignals(False)
+
+    def onModelChoice(self, index: int) -> None:
+        path = self.ui.modelChoiceComboBox.itemData(index)
+        if path and self._parameterNode:
+            self._parameterNode.modelPath = pathlib.Path(path)
+
     def onSegmentOrCancel(self) -> None:
         if self.logic.isRunning():
             self.logic.cancel()
             return
         with slicer.util.tryWithErrorDisplay("Failed to start the segmentation.", waitCursor=True):
-            if not self.logic.ensureDependencies(slicer.util.confirmOkCancelDisplay):
-                return
             self._startProgress("Starting...")
             if not self.logic.segment(self._parameterNode.inputVolume, self.options(), self.callbacks()):
                 self._stopProgress("Kept the existing result.")
@@ -214,9 +256,25 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay("Failed to export the case.", waitCursor=True):
             options = ExportOptions(str(p.datasetFolder), p.caseId.strip(), p.reviewer.strip(), p.reviewStatus, p.note)
-            self._startProgress("Exporting...")
-            self.logic.exportForTraining(p.inputVolume, options, callbacks=Callbacks(
-                onDone=self.onExportDone, onError=self.onRunError, onCancelled=self.onRunCancelled))
+            self._startProgress("Exporting...", busy=True)
+            if not self.logic.exportForTraining(p.inputVolume, options, callbacks=Callbacks(
+                    onDone=self.onExportDone, onError=self.onRunError, onCancelled=self.onRunCancelled)):
+                self._stopProgress("Not exported.")
+        self.updateGui()
+
+    def onFineTuneOrCancel(self) -> None:
+        if self.logic.runningKind == "train":
+            self.logic.cancel()
+            return
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay("Failed to start fine-tuning.", waitCursor=True):
+            options = FineTuneOptions(str(p.datasetFolder), p.fineTuneName.strip(), p.fineTuneMinutes, p.device)
+            # Busy until the command's first progress line (imports and the dataset check come first).
+            self._startProgress("Fine-tuning: checking the curated dataset...", busy=True)
+            callbacks = Callbacks(onProgress=self.onProgress, onDone=self.onFineTuneDone, onError=self.onRunError,
+                                  onCancelled=self.onFineTuneCancelled, onMessage=self.onRunMessage)
+            if not self.logic.fineTune(str(p.modelPath), options, callbacks):
+                self._stopProgress("Fine-tuning not started.")
         self.updateGui()
 
     def onOpenCase(self) -> None:
@@ -229,7 +287,9 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- progress --------------------------------------------------------------------------------------
 
-    def _startProgress(self, message: str) -> None:
+    def _startProgress(self, message: str, busy: bool = False) -> None:
+        # A maximum of 0 makes QProgressBar a busy indicator, for commands that report no fractions.
+        self.ui.progressBar.maximum = 0 if busy else 100
         self.ui.progressBar.value = 0
         self.ui.progressBar.visible = True
         self.ui.statusLabel.text = message
@@ -241,8 +301,12 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateGui()
 
     def onProgress(self, fraction: float, message: str) -> None:
+        self.ui.progressBar.maximum = 100
         self.ui.progressBar.value = int(round(100 * fraction))
         self.ui.statusLabel.text = message
+
+    def onRunMessage(self, line: str) -> None:
+        self.ui.statusLabel.text = line
 
     def onSegmentDone(self, result) -> None:
         self._stopProgress(f"Done: {result.segmentation.GetName()}. Review it, then correct or export.")
@@ -250,6 +314,18 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onExportDone(self, summary) -> None:
         self._stopProgress(summary.text)
         self.ui.exportResultLabel.text = summary.text
+
+    def onFineTuneDone(self, info) -> None:
+        qt.QSettings().setValue(REGISTERED_MODELS_KEY, list(self.logic.registeredModels))
+        self.refreshModelChoices()
+        self._parameterNode.modelPath = info.path
+        text = f"New model {info.name} registered and selected ({info.path})."
+        self._stopProgress(text)
+        self.ui.fineTuneResultLabel.text = text
+
+    def onFineTuneCancelled(self) -> None:
+        self._stopProgress("Fine-tuning cancelled; no model registered. Start it again with the same name to "
+                           "continue from its last checkpoint.")
 
     def onRunError(self, message: str) -> None:
         self._stopProgress("Failed: " + message)
@@ -267,8 +343,8 @@ class PancreasSegLogic(ScriptedLoadableModuleLogic, SegmentationLogicCore):
 
         ScriptedLoadableModuleLogic.__init__(self)
         SegmentationLogicCore.__init__(self, SlicerSceneAdapter(), BackgroundProcess(schedule=qt.QTimer.singleShot),
-                                  pythonExecutable=self.findPythonSlicer(), libraryRoot=LIBRARY_ROOT,
-                                  confirm=confirm)
+                                       pythonExecutable=self.findPythonSlicer(), libraryRoot=LIBRARY_ROOT,
+                                       confirm=confirm, checkDependencies=self.ensureDependencies)
 
     def getParameterNode(self):
         return PancreasSegParameterNode(super().getParameterNode())
@@ -278,9 +354,11 @@ class PancreasSegLogic(ScriptedLoadableModuleLogic, SegmentationLogicCore):
         # PythonSlicer sets up Slicer's Python environment for a child process; sys.executable is the app.
         return shutil.which("PythonSlicer") or sys.executable
 
-    def ensureDependencies(self, confirm) -> bool:
-        missing = dependencies.missingPackages()
-        return dependencies.installMissing(missing, confirm) if missing else True
+    @staticmethod
+    def ensureDependencies(action: str) -> bool:
+        """Called by the Logic before each background command: offer to install what ``action`` needs."""
+        missing = dependencies.missingPackages(action)
+        return dependencies.installMissing(missing, slicer.util.confirmOkCancelDisplay) if missing else True
 
 
 class PancreasSegTest(ScriptedLoadableModuleTest):

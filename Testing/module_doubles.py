@@ -115,6 +115,9 @@ class FakeRunner:
     def play(self, stdoutChunks=(), stderr="", exitCode=0, before_finish=None):
         for chunk in stdoutChunks:
             self._callbacks["out"](chunk)
+        if self._callbacks.get("err") is not None:
+            for line in stderr.splitlines(keepends=True):
+                self._callbacks["err"](line)
         if before_finish is not None:
             before_finish()
         self.running = False

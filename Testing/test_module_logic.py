@@ -88,7 +88,7 @@ def test_child_gets_the_library_on_its_pythonpath_and_unbuffered_output(env, mod
 def test_keep_probabilities_adds_the_probabilities_output(env, model):
     logic, _, runner, volume, _ = env
     logic.segment(volume, SegmentOptions(str(model), keepProbabilities=True))
-    assert runner.argument("--probabilities").endswith("probabilities.nii.gz")
+    assert runner.argument("--probabilities").endswith("probabilities.nrrd")
 
 
 @pytest.mark.parametrize("options, message", [

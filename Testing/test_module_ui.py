@@ -95,3 +95,25 @@ def test_mrml_widgets_get_the_scene_from_the_top_widget():
                  if c.findtext("signal") == "mrmlSceneChanged(vtkMRMLScene*)"}
     mrml = {n for n, c in widgets().items() if c.startswith("qMRML") and c != "qMRMLWidget"}
     assert mrml <= connected
+
+
+def _widget(name: str):
+    return next(w for w in _tree().iter("widget") if w.get("name") == name)
+
+
+def test_the_model_note_is_a_visible_label_that_says_phantoms_and_research_use_only():
+    label = _widget("modelWarningLabel")
+    assert label.get("class") == "QLabel"
+    assert not any(p.get("name") == "visible" and p.findtext("bool") == "false" for p in label.findall("property"))
+    text = label.find("property[@name='text']").findtext("string")
+    assert "synthetic phantoms" in text and "research use only" in text
+    # ... and the widget keeps it in step with the selected model's own description.
+    source = (MODULE / "PancreasSeg.py").read_text()
+    assert "self.ui.modelWarningLabel.text = info.warning" in source
+
+
+def test_the_export_section_holds_the_fine_tune_controls():
+    export = _widget("exportCollapsibleButton")
+    names = {w.get("name") for w in export.iter("widget")}
+    assert {"fineTuneMinutesSpinBox", "fineTuneNameLineEdit", "fineTuneButton", "fineTuneResultLabel"} <= names
+    assert _widget("fineTuneButton").find("property[@name='text']").findtext("string") == "Fine-tune on curated set"

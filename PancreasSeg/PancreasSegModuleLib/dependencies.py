@@ -17,10 +17,21 @@ PIP_PACKAGES = {"monai": "monai>=1.3", "SimpleITK": "SimpleITK>=2.3", "safetenso
 TORCH_VERSION = ">=2.1"
 TORCHVISION_VERSION = ">=0.16"
 
+#: What each background command imports: exporting a case needs no PyTorch (a multi-GB download).
+REQUIRED_BY_ACTION = {
+    "segment": (*TORCH_PACKAGES, *PIP_PACKAGES),
+    "train": (*TORCH_PACKAGES, *PIP_PACKAGES),
+    "export": ("SimpleITK",),
+}
 
-def missingPackages(finder: Callable[[str], object] = importlib.util.find_spec) -> list[str]:
-    """Import names of the required packages that are not installed (checked without importing them)."""
-    return [name for name in (*TORCH_PACKAGES, *PIP_PACKAGES) if finder(name) is None]
+
+def missingPackages(action: str = "segment", finder: Callable[[str], object] = importlib.util.find_spec) -> list[str]:
+    """Import names of the packages ``action`` needs that are not installed (checked without importing them).
+
+    Raises:
+        KeyError: an unknown action.
+    """
+    return [name for name in REQUIRED_BY_ACTION[action] if finder(name) is None]
 
 
 def installMissing(missing: list[str], confirm: Callable[[str], bool]) -> bool:
@@ -50,7 +61,8 @@ def installMissing(missing: list[str], confirm: Callable[[str], bool]) -> bool:
     pipRequirements = [PIP_PACKAGES[name] for name in missing if name in PIP_PACKAGES]
     if pipRequirements:
         slicer.util.pip_install(pipRequirements)
-    return not missingPackages()
+    importlib.invalidate_caches()  # packages installed just now are not in the finders' caches yet
+    return not [name for name in missing if importlib.util.find_spec(name) is None]
 
 
 def deviceDescription() -> str:

@@ -27,14 +27,26 @@ class ModelInfo:
     labels: tuple[LabelInfo, ...]
     trainedOnPhantoms: bool
     weights: tuple[str, ...] = field(default=DEFAULT_WEIGHTS)
+    description: str = ""
+    untrained: bool = False
 
     @property
     def summary(self) -> str:
-        """One line for the UI."""
+        """One line for the UI: name, version and what the bundle says it is."""
         text = f"{self.name} {self.version}".strip()
-        if self.trainedOnPhantoms:
-            text += " - trained on synthetic phantoms only, research use only"
+        if self.description:
+            text += f": {self.description}"
         return text
+
+    @property
+    def warning(self) -> str:
+        """The note the module shows in plain sight next to the model choice (never empty)."""
+        if self.untrained:
+            return "Untrained model (random weights): for testing the software only, it segments nothing useful."
+        if self.trainedOnPhantoms:
+            return ("Trained on synthetic phantoms \u2014 research use only. Not validated on patient CT, "
+                    "not for clinical use.")
+        return "Research use only, not for clinical use."
 
 
 def bundledModelCandidates(moduleDir: str | os.PathLike) -> list[Path]:
@@ -104,6 +116,9 @@ def validateModelFolder(path: str | os.PathLike) -> ModelInfo:
     if missing:
         raise ValueError(f"{folder} misses the weights file(s) {', '.join(missing)}.")
     name = str(manifest.get("name") or folder.name)
-    text = json.dumps(manifest).lower()
-    return ModelInfo(folder, name, str(manifest.get("version", "")), _labels(manifest),
-                     "phantom" in name.lower() or "phantom" in text, weights)
+    description = " ".join(str(manifest.get("description") or "").split())
+    # Only what the bundle says about itself and its training counts, not e.g. a file name in a path.
+    about = json.dumps([name, description, manifest.get("training"), manifest.get("parent")]).lower()
+    untrained = "random weights" in about or "never trained" in about or "untrained" in description.lower()
+    return ModelInfo(folder, name, str(manifest.get("version", "")), _labels(manifest), "phantom" in about,
+                     weights, description, untrained)

@@ -1,4 +1,4 @@
-"""Parse the ``--progress jsonl`` stream of ``pancreasseg segment`` into events.
+"""Parse the ``--progress jsonl`` stream of ``pancreasseg segment`` (and ``train``) into events.
 
 One JSON object per line on stdout::
 
@@ -15,9 +15,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-#: The stages in the order the command runs them, with the share of the bar each one fills.
+#: The stages of ``segment`` in the order it runs them, with the share of the bar each one fills.
 STAGES = {"read": (0.0, 0.05), "localize": (0.05, 0.35), "segment": (0.35, 0.9),
           "postprocess": (0.9, 0.97), "write": (0.97, 1.0)}
+
+#: The stages of ``train --stage both``: caches first, then the localizer gets 1/4 of the time budget
+#: and the segmenter the rest (the fraction of each is the fraction of its budget used).
+TRAIN_STAGES = {"preprocess": (0.0, 0.1), "localizer": (0.1, 0.325), "segmenter": (0.325, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,11 @@ class ProgressEvent:
 
     @property
     def overallFraction(self) -> float:
-        """Progress of the whole run in 0..1 (a stage's own fraction mapped into its share of the bar)."""
+        """Progress of the whole ``segment`` run in 0..1 (a stage's own fraction mapped into its share)."""
+        return self.fractionOf(STAGES)
+
+    def fractionOf(self, stages: dict[str, tuple[float, float]]) -> float:
+        """Progress of the whole run in 0..1, with ``stages`` giving each stage's share of the bar."""
         if self.kind == "done":
             return 1.0
         stage = self.data.get("stage")
@@ -42,9 +50,9 @@ class ProgressEvent:
             fraction = min(max(float(self.data.get("fraction", 0.0)), 0.0), 1.0)
         except (TypeError, ValueError):
             fraction = 0.0
-        if stage not in STAGES:
+        if stage not in stages:
             return fraction
-        start, end = STAGES[stage]
+        start, end = stages[stage]
         return start + (end - start) * fraction
 
 

@@ -24,6 +24,7 @@ PROPOSAL_ROLE = "PancreasSegProposal"
 ROI_ROLE = "PancreasSegROI"
 PROBABILITY_ROLE = "PancreasSegProbability"
 RESULT_ATTRIBUTE = "PancreasSeg.Result"
+MODEL_ATTRIBUTE = "PancreasSeg.ModelPath"
 SOURCE_VOLUME_ROLE = "PancreasSegSourceVolume"
 
 
@@ -175,6 +176,8 @@ class SlicerSceneAdapter:
     def linkResult(self, result: SegmentationResult) -> None:
         node = result.segmentation
         node.SetAttribute(RESULT_ATTRIBUTE, "1")
+        if result.modelPath:
+            node.SetAttribute(MODEL_ATTRIBUTE, str(result.modelPath))
         node.SetNodeReferenceID(SOURCE_VOLUME_ROLE, result.volume.GetID())
         for role, other in ((PROPOSAL_ROLE, result.proposal), (ROI_ROLE, result.roi),
                             (PROBABILITY_ROLE, result.probabilities)):
@@ -189,7 +192,8 @@ class SlicerSceneAdapter:
             if node.GetNodeReferenceID(SOURCE_VOLUME_ROLE) != volumeNode.GetID():
                 continue
             return SegmentationResult(volumeNode, node, node.GetNodeReference(PROPOSAL_ROLE),
-                                      node.GetNodeReference(ROI_ROLE), node.GetNodeReference(PROBABILITY_ROLE))
+                                      node.GetNodeReference(ROI_ROLE), node.GetNodeReference(PROBABILITY_ROLE),
+                                      node.GetAttribute(MODEL_ATTRIBUTE) or None)
         return None
 
     def removeNodes(self, nodes) -> None:

@@ -7,7 +7,7 @@ tested) without Slicer:
 - :class:`ProcessRunner`: a background command with streamed output and cancel
   (``processRunner.BackgroundProcess``).
 
-Nothing heavy runs in this process: the work is ``python -m PancreasSegLib segment|export`` in the
+Nothing heavy runs in this process: the work is ``python -m PancreasSegLib segment|export|train`` in the
 background. Errors a user can fix raise ``ValueError`` with a message meant for them; the widget shows it.
 """
 
@@ -24,8 +24,9 @@ from typing import Any, Protocol
 
 from PancreasSegLib.labels import STANDARD_LABELS, LabelInfo
 
+from .fineTune import FineTuneOptions, buildTrainArguments, bundleOutputPath, checkDataset
 from .modelBundle import ModelInfo, validateModelFolder
-from .progress import JsonLinesParser, ProgressEvent, lastErrorLine
+from .progress import STAGES, TRAIN_STAGES, JsonLinesParser, ProgressEvent, lastErrorLine
 from .roiGeometry import RoiGeometry, readRoiJson, writeRoiJson
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -74,6 +75,8 @@ class SegmentationResult:
     proposal: Any = None
     roi: Any = None
     probabilities: Any = None
+    #: The model bundle folder that made the proposal (passed to ``export --model`` for the provenance).
+    modelPath: str | None = None
 
     def nodes(self, keepRoi: bool = False) -> list[Any]:
         """Every node of the result except the volume (and the ROI with ``keepRoi``)."""
@@ -105,18 +108,35 @@ class ExportOptions:
 
 @dataclass(frozen=True)
 class ExportSummary:
-    """What ``pancreasseg export --json`` reported."""
+    """What ``pancreasseg export --json`` reported (keys ``dice``, ``volume_change_ml``, ``edited_slices``,
+    ``case_id``, ``revision``, ``history``)."""
 
     dice: float | None
     volumeChangeMl: float | None
     data: dict = field(default_factory=dict)
 
     @property
+    def editedSlices(self) -> int | None:
+        """Slices where the correction differs from the proposal (None without a proposal)."""
+        value = _number(self.data.get("edited_slices"))
+        return None if value is None else int(value)
+
+    @property
     def text(self) -> str:
         """One line for the UI."""
+        case = self.data.get("case_id")
+        head = f"Exported {case}" if case else "Exported"
+        revision = _number(self.data.get("revision"))
+        if revision is not None and revision > 1:
+            head += f" (revision {int(revision)}; the earlier export is kept in the dataset's history)"
+        if self.dice is None and self.volumeChangeMl is None:
+            return head + ". No proposal to compare with."
         dice = "n/a" if self.dice is None else f"{self.dice:.3f}"
         change = "n/a" if self.volumeChangeMl is None else f"{self.volumeChangeMl:+.1f} mL"
-        return f"Exported. Dice vs proposal: {dice}, volume change: {change}"
+        text = f"{head}. Dice vs proposal: {dice}, volume change: {change}"
+        if self.editedSlices is not None:
+            text += f", {self.editedSlices} edited slice(s)"
+        return text
 
 
 @dataclass
@@ -127,6 +147,8 @@ class Callbacks:
     onDone: Callable[[Any], None] | None = None
     onError: Callable[[str], None] | None = None
     onCancelled: Callable[[], None] | None = None
+    #: The command's latest stderr line (fine-tuning: what it is doing between progress events).
+    onMessage: Callable[[str], None] | None = None
 
 
 @dataclass
@@ -139,6 +161,10 @@ class _Job:
     done: ProgressEvent | None = None
     error: ProgressEvent | None = None
     context: dict = field(default_factory=dict)
+    #: Stage shares of the progress bar for this command's events.
+    stages: dict = field(default_factory=lambda: STAGES)
+    #: The bar never goes back (a stage may restart, e.g. when the ROI grows).
+    fraction: float = 0.0
     closed: bool = False  # ended by shutdown(): a late end report from the runner is ignored
 
 
@@ -153,24 +179,35 @@ class PancreasSegLogic:
         confirm: ``confirm(question) -> bool``, asked before a result is replaced (the widget shows a dialog).
             Without one, replacing is refused.
         tempRoot: where temporary run folders go (system default when None).
+        commandPrefix: the command that runs PancreasSegLib, instead of ``pythonExecutable -m PancreasSegLib``
+            (e.g. an installed ``pancreasseg`` console script).
+        checkDependencies: ``checkDependencies(action) -> bool`` with action "segment", "export" or "train",
+            called before every background command; False (packages missing and not installed) stops it.
     """
 
     def __init__(self, scene: SceneAdapter, runner: ProcessRunner, pythonExecutable: str,
                  libraryRoot: str | None = None, confirm: Callable[[str], bool] | None = None,
-                 tempRoot: str | None = None) -> None:
+                 tempRoot: str | None = None, commandPrefix: Sequence[str] | None = None,
+                 checkDependencies: Callable[[str], bool] | None = None) -> None:
         self.scene = scene
         self.runner = runner
         self.pythonExecutable = pythonExecutable
         self.libraryRoot = libraryRoot
         self.confirm = confirm
         self.tempRoot = tempRoot
+        self._commandPrefix = list(commandPrefix) if commandPrefix else None
+        self.checkDependencies = checkDependencies
         self._job: _Job | None = None
         self.lastResult: Any = None
+        #: Bundle folders registered as model choices (fine-tuned models), newest last.
+        self.registeredModels: list[str] = []
 
     # -- command lines ---------------------------------------------------------------------------------
 
     def commandPrefix(self) -> list[str]:
-        """``python -m PancreasSegLib`` with the configured interpreter."""
+        """``python -m PancreasSegLib`` with the configured interpreter (or the injected prefix)."""
+        if self._commandPrefix:
+            return list(self._commandPrefix)
         return [self.pythonExecutable, "-m", "PancreasSegLib"]
 
     def buildSegmentCommand(self, inputPath: str, outputPath: str, roiOutPath: str, options: SegmentOptions,
@@ -197,8 +234,12 @@ class PancreasSegLogic:
         return args
 
     def buildExportCommand(self, imagePath: str, labelPath: str, proposalPath: str | None,
-                           options: ExportOptions) -> list[str]:
-        """The ``export`` command line (prints a JSON summary with ``--json``)."""
+                           options: ExportOptions, modelPath: str | None = None) -> list[str]:
+        """The ``export`` command line (prints a JSON summary with ``--json``).
+
+        ``modelPath``: the bundle that made the proposal; its name, version and weights' sha256 go into
+        the case's provenance.
+        """
         args = self.commandPrefix() + ["export", "--image", imagePath, "--label", labelPath]
         if proposalPath:
             args += ["--proposal", proposalPath]
@@ -206,7 +247,13 @@ class PancreasSegLogic:
                  "--reviewer", options.reviewer, "--status", options.status]
         if options.note:
             args += ["--note", options.note]
+        if modelPath:
+            args += ["--model", modelPath]
         return args + ["--json"]
+
+    def buildFineTuneCommand(self, initBundle: str, outputBundle: str, options: FineTuneOptions) -> list[str]:
+        """The ``train DATASET --init BUNDLE -o NEW`` command line of "Fine-tune on curated set"."""
+        return self.commandPrefix() + buildTrainArguments(options.datasetFolder, initBundle, outputBundle, options)
 
     def childEnvironment(self) -> dict[str, str]:
         """The environment of the background command: unbuffered output, PancreasSegLib importable."""
@@ -222,6 +269,14 @@ class PancreasSegLogic:
     def isRunning(self) -> bool:
         """True while a background command of this Logic runs."""
         return self._job is not None
+
+    @property
+    def runningKind(self) -> str | None:
+        """"segment", "export" or "train" while that command runs, else None."""
+        return self._job.kind if self._job is not None else None
+
+    def _dependenciesReady(self, action: str) -> bool:
+        return self.checkDependencies is None or bool(self.checkDependencies(action))
 
     def cancel(self) -> None:
         """Kill the running command and every process it started; the scene is left as it was."""
@@ -315,11 +370,15 @@ class PancreasSegLogic:
         existing = self.scene.findResult(volumeNode)
         if existing is not None and not self._confirmReplace(existing, roi is not None):
             return False
+        if not self._dependenciesReady("segment"):
+            return False
         tempDir = tempfile.mkdtemp(prefix="PancreasSeg-", dir=self.tempRoot)
         try:
+            # NRRD both ways: it keeps the grid in double precision, where NIfTI's float32 header would
+            # move the result's origin by a few micrometres against the volume's.
             paths = {name: os.path.join(tempDir, file) for name, file in (
-                ("input", "input.nrrd"), ("output", "segmentation.nii.gz"), ("roiOut", "roi.json"),
-                ("roiIn", "roi-in.json"), ("probabilities", "probabilities.nii.gz"))}
+                ("input", "input.nrrd"), ("output", "segmentation.nrrd"), ("roiOut", "roi.json"),
+                ("roiIn", "roi-in.json"), ("probabilities", "probabilities.nrrd"))}
             self.scene.writeVolume(volumeNode, paths["input"])
             if roi is not None:
                 writeRoiJson(roi, paths["roiIn"])
@@ -354,7 +413,7 @@ class PancreasSegLogic:
         baseName = f"{self.scene.nodeName(volume)} pancreas"
         # The new nodes are made first and taken back if any step fails; the old result goes only once the
         # new one is complete: a failed run leaves the scene as it was.
-        result = SegmentationResult(volume, None)
+        result = SegmentationResult(volume, None, modelPath=str(options.modelPath))
         try:
             result.segmentation = self.scene.importSegmentation(output, volume, baseName, model.labels)
             result.proposal = self.scene.copySegmentation(result.segmentation, f"{baseName} proposal")
@@ -389,8 +448,10 @@ class PancreasSegLogic:
     # -- export / open case ----------------------------------------------------------------------------
 
     def exportForTraining(self, volumeNode: Any, options: ExportOptions, segmentationNode: Any = None,
-                          callbacks: Callbacks | None = None, labels: Sequence[LabelInfo] | None = None) -> None:
+                          callbacks: Callbacks | None = None, labels: Sequence[LabelInfo] | None = None) -> bool:
         """Export the (corrected) segmentation, its proposal and the volume into a curated dataset.
+
+        Returns False when the export was not started (required packages missing and not installed).
 
         Raises:
             ValueError: missing volume/segmentation, bad dataset folder, case ID or status.
@@ -420,6 +481,8 @@ class PancreasSegLogic:
         if options.status not in REVIEW_STATUSES:
             raise ValueError(f"Status must be one of {', '.join(REVIEW_STATUSES)}.")
         labels = list(labels or STANDARD_LABELS.values())
+        if not self._dependenciesReady("export"):
+            return False
         tempDir = tempfile.mkdtemp(prefix="PancreasSeg-export-", dir=self.tempRoot)
         try:
             image = os.path.join(tempDir, "image.nii.gz")
@@ -430,11 +493,15 @@ class PancreasSegLogic:
             if result is not None and result.proposal is not None:
                 proposal = os.path.join(tempDir, "proposal.nii.gz")
                 self.scene.exportLabelmap(result.proposal, volumeNode, proposal, labels)
-            args = self.buildExportCommand(image, label, proposal, options)
+            modelPath = result.modelPath if result is not None and proposal is not None else None
+            if modelPath and not os.path.isfile(os.path.join(modelPath, "model.json")):
+                modelPath = None  # the bundle was moved or deleted since: export without model provenance
+            args = self.buildExportCommand(image, label, proposal, options, modelPath)
             self._launch(_Job("export", tempDir, callbacks or Callbacks()), args)
         except BaseException:
             shutil.rmtree(tempDir, ignore_errors=True)
             raise
+        return True
 
     @staticmethod
     def parseExportSummary(stdout: str) -> ExportSummary:
@@ -448,6 +515,51 @@ class PancreasSegLogic:
             if isinstance(data, dict):
                 return ExportSummary(_number(data.get("dice")), _number(data.get("volume_change_ml")), data)
         raise RuntimeError("The export command printed no JSON summary.")
+
+    # -- fine-tune -------------------------------------------------------------------------------------
+
+    def fineTune(self, initModelPath: str, options: FineTuneOptions, callbacks: Callbacks | None = None) -> bool:
+        """Fine-tune ``initModelPath`` on the curated dataset in the background; on success the new bundle
+        is registered as a model choice and ``onDone`` gets its :class:`ModelInfo`.
+
+        Returns False when not started (required packages missing and not installed).
+
+        Raises:
+            ValueError: a run in progress, a bad model, dataset, name or time budget.
+        """
+        if self.isRunning():
+            raise ValueError("A run is already in progress: wait for it or cancel it.")
+        self.checkModel(initModelPath)
+        dataset = checkDataset(options.datasetFolder)
+        output = bundleOutputPath(str(dataset), options.bundleName)
+        args = self.buildFineTuneCommand(str(initModelPath), str(output), options)
+        if not self._dependenciesReady("train"):
+            return False
+        # train writes nothing of ours in a temporary folder (its checkpoints stay in <bundle>.work to
+        # resume); the job's own temporary folder only keeps the bookkeeping uniform.
+        tempDir = tempfile.mkdtemp(prefix="PancreasSeg-train-", dir=self.tempRoot)
+        try:
+            self._launch(_Job("train", tempDir, callbacks or Callbacks(), context={"output": str(output)},
+                              stages=TRAIN_STAGES), args)
+        except BaseException:
+            shutil.rmtree(tempDir, ignore_errors=True)
+            raise
+        return True
+
+    def registerModel(self, bundlePath: str) -> ModelInfo:
+        """Check ``bundlePath`` and add it to the model choices (no duplicates, newest last)."""
+        info = self.checkModel(bundlePath)
+        path = str(Path(bundlePath))
+        self.registeredModels = [p for p in self.registeredModels if p != path] + [path]
+        return info
+
+    def _finishFineTune(self, job: _Job) -> ModelInfo:
+        outputs = (job.done.data.get("outputs") or {}) if job.done is not None else {}
+        bundle = outputs.get("bundle") or job.context["output"]
+        try:
+            return self.registerModel(bundle)
+        except ValueError as exc:
+            raise RuntimeError(f"The training reported success but the new bundle is not usable: {exc}") from None
 
     def openCase(self, datasetFolder: str, caseId: str,
                  labels: Sequence[LabelInfo] | None = None) -> SegmentationResult:
@@ -494,6 +606,7 @@ class PancreasSegLogic:
         self._job = job
         try:
             self.runner.start(args, onStdout=lambda text: self._onStdout(job, text),
+                              onStderr=lambda text: self._onStderr(job, text),
                               onFinished=lambda code, stderr: self._onFinished(job, code, stderr),
                               env=self.childEnvironment())
         except OSError as exc:
@@ -505,14 +618,20 @@ class PancreasSegLogic:
 
     def _onStdout(self, job: _Job, text: str) -> None:
         job.stdout.append(text)
-        if job.kind != "segment":
-            return
+        if job.kind == "export":
+            return  # export prints one JSON summary at the end, no events
         for event in job.parser.feed(text):
             self._onEvent(job, event)
 
+    def _onStderr(self, job: _Job, text: str) -> None:
+        line = text.strip()
+        if line and job.callbacks.onMessage is not None:
+            job.callbacks.onMessage(line)
+
     def _onEvent(self, job: _Job, event: ProgressEvent) -> None:
         if event.kind == "progress" and job.callbacks.onProgress is not None:
-            job.callbacks.onProgress(event.overallFraction, event.message or str(event.data.get("stage", "")))
+            job.fraction = max(job.fraction, event.fractionOf(job.stages))
+            job.callbacks.onProgress(job.fraction, event.message or str(event.data.get("stage", "")))
         elif event.kind == "done":
             job.done = event
         elif event.kind == "error":
@@ -531,13 +650,15 @@ class PancreasSegLogic:
                 if cb.onCancelled is not None:
                     cb.onCancelled()
                 return
-            if exitCode != 0 or (job.kind == "segment" and job.error is not None):
+            if exitCode != 0 or job.error is not None:
                 message = (job.error.message if job.error is not None else "") or lastErrorLine(stderr)
                 self._fail(cb, message or f"The command failed (exit status {exitCode}).")
                 return
             try:
                 if job.kind == "segment":
                     result: Any = self._finishSegment(job)
+                elif job.kind == "train":
+                    result = self._finishFineTune(job)
                 else:
                     result = self.parseExportSummary("".join(job.stdout))
             except (RuntimeError, ValueError, OSError) as exc:

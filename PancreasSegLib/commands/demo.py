@@ -1,7 +1,8 @@
 """Run the whole job on a synthetic abdominal CT: make it, picture it, and segment it when a model is installed.
 
 Writes into OUT_DIR: phantom.nii.gz (the CT), phantom_label.nii.gz (its true label), phantom.png
-(the picture) and, when the default model bundle is present, segmentation.nii.gz and its picture.
+(the picture) and, when the default model bundle is present, pancreas.seg.nrrd (the result, for
+3D Slicer), segmentation.png (its picture), and prints Dice and HD95 against the true label.
 """
 
 from __future__ import annotations
@@ -9,8 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-#: The model bundle the demo segments with, when it exists.
-DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "Resources" / "Models" / "pancreas-phantom-v1"
+from PancreasSegLib.commands.segment import DEFAULT_MODEL
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,23 +36,29 @@ def run(args: argparse.Namespace) -> int:
     written = [image_file, write_labelmap(label, out / "phantom_label.nii.gz")]
     written.append(write_montage(image, label, out / "phantom.png",
                                  title=f"synthetic phantom, seed {args.seed}: true label"))
-    if (DEFAULT_BUNDLE / "model.json").is_file():
-        written += segment(image_file, out)
+    if (DEFAULT_MODEL / "model.json").is_file():
+        written += segment(image_file, label, out)
     else:
-        print(f"no model bundle at {DEFAULT_BUNDLE}: skipped segmentation")
+        print(f"no model bundle at {DEFAULT_MODEL}: skipped segmentation")
     for path in written:
         print(path)
     return 0
 
 
-def segment(image_file: Path, out: Path) -> list[Path]:
-    """Segment the phantom with the default bundle and picture the result."""
+def segment(image_file: Path, truth, out: Path) -> list[Path]:
+    """Segment the phantom with the default bundle, picture the result and compare it with the truth."""
+    from PancreasSegLib.metrics import compare_labels
     from PancreasSegLib.montage import write_montage
     from PancreasSegLib.predictor import Predictor
-    from PancreasSegLib.volume_io import read_ct, read_volume
+    from PancreasSegLib.volume_io import read_ct
 
-    seg_file = out / "segmentation.nii.gz"
-    Predictor.from_bundle(DEFAULT_BUNDLE).predict_file(image_file, seg_file)
-    picture = write_montage(read_ct(image_file), read_volume(seg_file), out / "segmentation.png",
-                            title="synthetic phantom: model segmentation")
+    seg_file = out / "pancreas.seg.nrrd"
+    predictor = Predictor.from_bundle(DEFAULT_MODEL)
+    prediction = predictor.predict_file(image_file, seg_file)
+    picture = write_montage(read_ct(image_file), prediction.label, out / "segmentation.png",
+                            title=f"synthetic phantom: {predictor.bundle.name} segmentation")
+    metrics = compare_labels(prediction.label, truth)[0]["pancreas"]
+    seconds = sum(prediction.seconds.values())
+    print(f"{predictor.bundle.name} on {predictor.device}: Dice {metrics.dice:.3f}, HD95 {metrics.hd95_mm:.1f} mm "
+          f"against the phantom's true label, {seconds:.1f} s")
     return [seg_file, picture]
