@@ -1,0 +1,117 @@
+"""Make synthetic abdominal CT phantoms with pancreas labels, as an nnU-Net v2 raw dataset.
+
+Case i gets the seed S+i and the ID phantom_<seed> (five digits), so two runs with seed ranges that
+do not overlap give disjoint training and test sets. dataset.json is rewritten after every finished
+case, so an interrupted run leaves a valid dataset of the cases done so far, and running again into
+the same folder adds (or remakes) cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DATASET_NAME = "PancreasPhantom"
+DESCRIPTION = "Synthetic abdominal CT phantoms made by PancreasSeg (not patient data)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out", metavar="OUT", help="dataset folder to create (or an existing phantom dataset to add to)")
+    parser.add_argument("--cases", type=int, default=20, metavar="N", help="number of cases (default 20)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the first case (default 0)")
+    parser.add_argument("--no-tumor", action="store_true", help="never add a tumour (label 2)")
+    parser.add_argument("--size", choices=("default", "small"), default="default",
+                        help="default: clinical-like geometry (0.6-1 mm pixels, 80-320 slices); "
+                             "small: about 2.5 mm voxels, for quick tests")
+    parser.add_argument("--jobs", type=int, default=1, metavar="J", help="cases made in parallel (default 1)")
+
+
+def case_id_for(seed: int) -> str:
+    """The case ID of the phantom made from ``seed``."""
+    return f"phantom_{seed:05d}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from PancreasSegLib.errors import InputError
+
+    if args.cases < 1:
+        raise InputError(f"--cases must be at least 1, got {args.cases}")
+    if args.seed < 0:
+        raise InputError(f"--seed must not be negative, got {args.seed}")
+    if args.jobs < 1:
+        raise InputError(f"--jobs must be at least 1, got {args.jobs}")
+    out = Path(args.out)
+    existing = _prepare_folder(out)
+    done = set(existing)
+    seeds = list(range(args.seed, args.seed + args.cases))
+    tumor = False if args.no_tumor else None
+    jobs = min(args.jobs, len(seeds))
+    if jobs == 1:
+        results = (make_case(out, s, tumor, args.size) for s in seeds)
+        _collect(out, results, done)
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            _collect(out, pool.map(make_case, [out] * len(seeds), seeds, [tumor] * len(seeds),
+                                   [args.size] * len(seeds)), done)
+    print(f"wrote {len(seeds)} cases to {out} ({len(done)} in the dataset)")
+    return 0
+
+
+def _collect(out: Path, results, done: set[str]) -> None:
+    for case_id, summary in results:
+        done.add(case_id)
+        _write_json(out, done)
+        print(f"{case_id}: {summary}", file=sys.stderr, flush=True)
+
+
+def _prepare_folder(out: Path) -> list[str]:
+    """Create the dataset folders; return the IDs of the cases already there. Raises InputError when unusable."""
+    from PancreasSegLib.datasets import list_cases
+    from PancreasSegLib.errors import InputError
+
+    if out.exists() and not out.is_dir():
+        raise InputError("exists and is not a folder", out)
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"output folder {parent} does not exist", out)
+    existing: list[str] = []
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / "dataset.json").is_file():
+            raise InputError("is not empty and holds no dataset.json; choose an empty or new folder", out)
+        existing = [c.case_id for c in list_cases(out, require_labels=False)]
+    (out / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (out / "labelsTr").mkdir(exist_ok=True)
+    return existing
+
+
+def make_case(out: Path, seed: int, tumor: bool | None, preset: str) -> tuple[str, str]:
+    """Make and write one phantom; the label goes first, so an image on disk always has its label."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from PancreasSegLib.datasets import image_path, label_path
+    from PancreasSegLib.phantom import make_phantom
+    from PancreasSegLib.volume_io import write_labelmap, write_volume
+
+    case_id = case_id_for(seed)
+    image, label = make_phantom(seed, tumor=tumor, preset=preset)
+    write_labelmap(label, label_path(out, case_id))
+    write_volume(image, image_path(out, case_id))
+    counts = np.bincount(sitk.GetArrayViewFromImage(label).ravel(), minlength=3)
+    ml = float(np.prod(image.GetSpacing())) / 1000.0
+    size = "x".join(str(s) for s in image.GetSize())
+    spacing = "x".join(f"{s:.2f}" for s in image.GetSpacing())
+    tumour = f", tumor {counts[2] * ml:.1f} mL" if counts[2] else ""
+    return case_id, f"{size} voxels of {spacing} mm, pancreas {(counts[1] + counts[2]) * ml:.0f} mL{tumour}"
+
+
+def _write_json(out: Path, case_ids: set[str]) -> None:
+    from PancreasSegLib import __version__
+    from PancreasSegLib.datasets import write_dataset_json
+
+    write_dataset_json(out, sorted(case_ids), name=DATASET_NAME, description=DESCRIPTION,
+                       extra={"reference": "PancreasSegLib.phantom.make_phantom(seed); case phantom_<seed>",
+                              "licence": "CC0 (synthetic)", "release": __version__})
