@@ -1,0 +1,129 @@
+"""Checks of a training dataset before any training starts.
+
+Training on a broken dataset fails late (a crash at epoch 40) or silently (a label shifted against its
+image trains a worse model). :func:`check_training_dataset` reads every case once and stops at the first
+problem, naming the case and the file, so ``pancreasseg train`` can exit 2 before it builds a network.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from PancreasSegLib.atomic import full_extension
+from PancreasSegLib.datasets import Case, list_cases, read_dataset_json
+from PancreasSegLib.errors import InputError
+from PancreasSegLib.grid import grid_mismatch
+
+
+def declared_label_values(meta: dict) -> set[int]:
+    """The label values a dataset.json declares (nnU-Net v2 ``{"name": value}``, regions, or MSD style)."""
+    values: set[int] = set()
+    for key, value in meta.get("labels", {}).items():
+        if isinstance(value, str) and str(key).isdigit():  # MSD: {"0": "background"}
+            values.add(int(key))
+        elif isinstance(value, (list, tuple)):  # nnU-Net region-based training: {"whole": [1, 2]}
+            values.update(int(v) for v in value)
+        else:
+            values.add(int(value))
+    return values
+
+
+def check_training_dataset(folder: str | os.PathLike, log: Callable[[str], None] | None = None) -> list[Case]:
+    """Check every case of an nnU-Net v2 raw dataset and return the cases.
+
+    Checked, case by case in case-ID order: the label file exists; image and label are readable 3D
+    volumes; the label has the image's grid (size, spacing, origin, direction within
+    :data:`PancreasSegLib.grid.SPACING_TOLERANCE` / ``DIRECTION_TOLERANCE``); label values are declared in
+    dataset.json's ``labels``; the image holds no NaN or infinite value.
+
+    Args:
+        folder: dataset folder (dataset.json, imagesTr, labelsTr).
+        log: receives one line per checked case.
+
+    Returns:
+        The cases, sorted by case ID.
+
+    Raises:
+        InputError: naming the first offending case and its file, or the folder when it has no cases.
+
+    >>> cases = check_training_dataset("Dataset001_Pancreas")  # doctest: +SKIP
+    """
+    import SimpleITK as sitk
+
+    from PancreasSegLib.volume_io import read_volume
+
+    folder = Path(folder)
+    meta = read_dataset_json(folder)
+    declared = declared_label_values(meta)
+    cases = list_cases(folder, require_labels=False)
+    if not cases:
+        raise InputError(f"has no training cases (no imagesTr/<case>_0000{meta['file_ending']} files)", folder)
+    for case in cases:
+        if case.label is None:
+            raise InputError(f"case {case.case_id} has no label (expected labelsTr/{case.case_id}"
+                             f"{meta['file_ending']})", folder)
+        image = read_volume(case.image)
+        label = read_volume(case.label)
+        mismatch = grid_mismatch(label, image)
+        if mismatch:
+            raise InputError(f"case {case.case_id}: the label's grid differs from the image's: {mismatch}", case.label)
+        values = np.unique(sitk.GetArrayViewFromImage(label))
+        unknown = [v for v in values.tolist() if v not in declared]
+        if unknown:
+            raise InputError(f"case {case.case_id}: label value(s) {', '.join(f'{v:g}' for v in unknown[:5])} not "
+                             f"declared in dataset.json labels {meta['labels']}", case.label)
+        bad = _count_nonfinite(image, case.image)
+        if bad:
+            raise InputError(f"case {case.case_id}: the image holds {bad} NaN or infinite voxel(s)", case.image)
+        if log is not None:
+            log(f"{case.case_id}: ok")
+    return cases
+
+
+def _count_nonfinite(image, path: Path) -> int:
+    import SimpleITK as sitk
+
+    pixels = sitk.GetArrayViewFromImage(image)
+    if not np.issubdtype(pixels.dtype, np.floating):
+        return 0
+    count = int(np.count_nonzero(~np.isfinite(pixels)))
+    if count == 0 and full_extension(path) in (".nii", ".nii.gz"):
+        # ITK's NIfTI reader turns NaN into 0, which hides them from us but not from other readers
+        # (nibabel, MONAI's default loader); the file's own voxels are checked.
+        count = _nifti_nonfinite(path)
+    return count
+
+
+_NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8"}
+
+
+def _nifti_nonfinite(path: Path, chunk_bytes: int = 1 << 26) -> int:
+    """Non-finite voxels in a single-file NIfTI-1 with float voxels, read from the file itself."""
+    opener = gzip.open if full_extension(path) == ".nii.gz" else open
+    with opener(path, "rb") as f:
+        header = f.read(348)
+        if len(header) < 348:
+            return 0
+        order = "<" if struct.unpack("<i", header[:4])[0] == 348 else ">"
+        if struct.unpack(order + "i", header[:4])[0] != 348:
+            return 0  # NIfTI-2 or not NIfTI: trust the reader
+        datatype = struct.unpack(order + "h", header[70:72])[0]
+        if datatype not in _NIFTI_FLOAT_TYPES:
+            return 0
+        dtype = np.dtype(order + _NIFTI_FLOAT_TYPES[datatype])
+        f.read(max(int(struct.unpack(order + "f", header[108:112])[0]) - 348, 0))
+        count = 0
+        step = chunk_bytes - chunk_bytes % dtype.itemsize
+        rest = b""
+        while chunk := f.read(step):
+            chunk = rest + chunk  # a short read may end inside a voxel
+            usable = len(chunk) - len(chunk) % dtype.itemsize
+            count += int(np.count_nonzero(~np.isfinite(np.frombuffer(chunk[:usable], dtype))))
+            rest = chunk[usable:]
+        return count
