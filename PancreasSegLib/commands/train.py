@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, initial weights and sampling")
     parser.add_argument("--epochs", type=int, metavar="N", help="epochs per stage (default: the recipe's)")
     parser.add_argument("--minutes", type=float, metavar="M",
-                        help="wall-time budget (both stages: 1/3 localizer, 2/3 segmenter); with --epochs, "
+                        help="wall-time budget (both stages: 1/4 localizer, 3/4 segmenter); with --epochs, "
                              "whichever ends first")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="share of cases held out (default 0.1)")
     parser.add_argument("--recipe", choices=("cpu", "tiny"), default="cpu",

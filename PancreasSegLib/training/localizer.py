@@ -48,6 +48,7 @@ class LocalizerTrainer:
                  device: str = "cpu") -> None:
         self.model, self.optimizer = model, optimizer
         self.stage, self.settings, self.seed, self.device = stage, settings, seed, device
+        _training_sampling(model, settings)
         self.train_slices, self.train_masks, self.pos, self.neg = self._pools(train_items)
         val_slices, val_masks, val_pos, val_neg = self._pools(val_items)
         pick = np.random.default_rng([seed, 3])
@@ -128,6 +129,16 @@ class LocalizerTrainer:
         if alarms:
             out["slice_false_alarms"] = float(np.mean(alarms))
         return out
+
+
+def _training_sampling(model: torch.nn.Module, settings: dict[str, Any]) -> None:
+    # Training-only knobs of torchvision's heads (inference keeps the bundle's own proposal counts).
+    if "box_batch_size_per_image" in settings:
+        model.roi_heads.fg_bg_sampler.batch_size_per_image = int(settings["box_batch_size_per_image"])
+    if "rpn_pre_nms_top_n_train" in settings:
+        model.rpn._pre_nms_top_n["training"] = int(settings["rpn_pre_nms_top_n_train"])
+    if "rpn_post_nms_top_n_train" in settings:
+        model.rpn._post_nms_top_n["training"] = int(settings["rpn_post_nms_top_n_train"])
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

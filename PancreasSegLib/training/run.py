@@ -25,7 +25,7 @@ from PancreasSegLib.training.workdir import LoopState, WorkFolder, work_folder_f
 
 STAGE_CHOICES = ("localizer", "segmenter", "both")
 #: Share of a ``--minutes`` budget the localizer gets when both stages train (the segmenter gets the rest).
-LOCALIZER_TIME_SHARE = 1 / 3
+LOCALIZER_TIME_SHARE = 1 / 4
 #: Learning rate factor when fine-tuning from ``--init``.
 FINE_TUNE_LR = 0.3
 
@@ -113,8 +113,7 @@ def train(options: TrainOptions, report=None, log_to_stderr: bool = False) -> Pa
         "split": {"train": train_ids, "validation": val_ids}, "seed": options.seed, "stages": stages,
         "recipe": options.recipe if not parent else None, "settings": settings,
         "parent": parent.provenance()["sha256"] if parent else None,
-        "budget": {"epochs": options.epochs, "minutes": options.minutes},
-    }
+    }  # the budget is not part of it: a run may be continued with a longer (or shorter) one
     work = WorkFolder(work_folder_for(output))
     resumed = work.claim(identity, options.restart)
 
