@@ -77,7 +77,8 @@ def main(argv=None) -> int:
     parser.add_argument("dataset", help="nnU-Net v2 raw dataset of held-out cases (imagesTr, labelsTr)")
     parser.add_argument("--two-phase", required=True, help="two-phase bundle")
     parser.add_argument("--single-stage", help="single-stage bundle (segmenter trained on whole volumes)")
-    parser.add_argument("-o", "--output", required=True, help="markdown file to write (a .csv with per-case rows beside it)")
+    parser.add_argument("-o", "--output", required=True,
+                        help="markdown file to write (a .csv with per-case rows beside it)")
     parser.add_argument("--limit", type=int, help="only the first N cases")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)

@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="model name in model.json (default: the bundle folder's name)")
     parser.add_argument("--version", default="1.0.0", help="model version (default 1.0.0)")
     parser.add_argument("--threads", type=int, metavar="T", help="CPU threads for torch (default: torch's choice)")
-    parser.add_argument("--restart", action="store_true", help="discard the checkpoints of an earlier run and start over")
+    parser.add_argument("--restart", action="store_true",
+                        help="discard the checkpoints of an earlier run and start over")
     parser.add_argument("--progress", choices=("bar", "jsonl", "none"), default="bar",
                         help="progress on stderr (bar) or as JSON lines on stdout (jsonl)")
 

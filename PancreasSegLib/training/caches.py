@@ -93,7 +93,8 @@ def cache_key(stage: dict[str, Any], settings: dict[str, Any], seed: int) -> str
 
 def build_caches(cases: list, hashes: dict[str, dict[str, str]], config: dict[str, Any],
                  settings: dict[str, dict[str, Any]], stages: list[str], folder: Path, seed: int,
-                 log: Callable[[str], None], progress: Callable[[int, int], None] | None = None) -> dict[str, list[Path]]:
+                 log: Callable[[str], None],
+                 progress: Callable[[int, int], None] | None = None) -> dict[str, list[Path]]:
     """Preprocess every case for the given stages (each image read once), reusing files already made.
 
     Args:

@@ -28,7 +28,8 @@ def model_card(config: dict[str, Any]) -> str:
     if t.get("parent"):
         p = t["parent"]
         lines += [f"Fine-tuned from `{p['name']}` version {p['version']} (weights sha256 in model.json).", ""]
-    lines += ["## Training budget", "", "| stage | iterations | wall s | CPU s | s/iteration |", "| --- | --- | --- | --- | --- |"]
+    lines += ["## Training budget", "", "| stage | iterations | wall s | CPU s | s/iteration |",
+              "| --- | --- | --- | --- | --- |"]
     for stage, s in t.get("stages", {}).items():
         lines.append(f"| {stage} | {s['iterations']} | {s['seconds']} | {s['cpu_seconds']} | "
                      f"{s['seconds_per_iteration']} |")

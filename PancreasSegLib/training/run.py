@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import copy
 import platform
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,6 @@ class TrainOptions:
     command: str = ""
     checkpoint_seconds: float = 120.0
     stop_after: int | None = None  # test hook: interrupt each stage's loop after this iteration
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def split_cases(case_ids: list[str], seed: int, val_fraction: float) -> tuple[list[str], list[str]]:
@@ -81,7 +81,7 @@ def train(options: TrainOptions, report=None, log_to_stderr: bool = False) -> Pa
     from PancreasSegLib.bundle import Bundle, sha256_file
     from PancreasSegLib.dataset_checks import check_training_dataset
     from PancreasSegLib.predictor import resolve_device
-    from PancreasSegLib.training.caches import build_caches, load_cache
+    from PancreasSegLib.training.caches import build_caches
 
     report = report or (lambda *a: None)
     if options.stage not in STAGE_CHOICES:
@@ -121,7 +121,7 @@ def train(options: TrainOptions, report=None, log_to_stderr: bool = False) -> Pa
         stamped = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}"
         work.log(stamped)
         if log_to_stderr:
-            print(stamped, flush=True, file=__import__("sys").stderr)
+            print(stamped, flush=True, file=sys.stderr)
 
     log(("resuming" if resumed else "starting") + f" training of {', '.join(stages)} on {len(train_ids)} training and "
         f"{len(val_ids)} validation case(s) of {identity['dataset']}, seed {options.seed}, device {device}, "
