@@ -215,3 +215,12 @@ def test_ctrl_c_on_the_command_line_checkpoints_and_the_same_command_finishes(ph
     record = json.loads((out / "model.json").read_text())["training"]
     assert record["stages"]["segmenter"]["iterations"] == stopped_at
     assert f"segmenter: resuming at iteration {stopped_at}" in (out / "train.log").read_text()
+
+
+def test_a_finished_stage_continues_when_the_budget_grows(phantoms, tmp_path):
+    out = tmp_path / "longer"
+    train(options(phantoms, out, stage="segmenter", epochs=1))
+    train(options(phantoms, out, stage="segmenter", epochs=2))
+    record = json.loads((out / "model.json").read_text())["training"]
+    assert record["stages"]["segmenter"]["iterations"] == 4
+    assert "segmenter: resuming at iteration 2" in (out / "train.log").read_text()

@@ -72,14 +72,24 @@ def _summary(rows: list[dict], method: str) -> dict:
             "failed": int(np.sum(~np.isfinite(hd))), "seconds": secs.mean()}
 
 
+def _read_rows(path: str) -> list[dict]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for key in ("dice", "hd95_mm", "seconds", "roi_recall"):
+            row[key] = float(row[key]) if row.get(key) not in (None, "") else None
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", help="nnU-Net v2 raw dataset of held-out cases (imagesTr, labelsTr)")
-    parser.add_argument("--two-phase", required=True, help="two-phase bundle")
+    parser.add_argument("--two-phase", help="two-phase bundle")
     parser.add_argument("--single-stage", help="single-stage bundle (segmenter trained on whole volumes)")
     parser.add_argument("-o", "--output", required=True,
                         help="markdown file to write (a .csv with per-case rows beside it)")
     parser.add_argument("--limit", type=int, help="only the first N cases")
+    parser.add_argument("--rows-from", metavar="CSV", help="per-case rows of an earlier run to include (other methods)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
 
@@ -89,15 +99,19 @@ def main(argv=None) -> int:
     from PancreasSegLib.volume_io import read_ct, read_volume
 
     cases = list_cases(args.dataset)[: args.limit]
-    two = Predictor.from_bundle(args.two_phase, args.device)
+    two = Predictor.from_bundle(args.two_phase, args.device) if args.two_phase else None
     single = Predictor.from_bundle(args.single_stage, args.device) if args.single_stage else None
-    rows, recalls = [], []
+    rows, recalls = _read_rows(args.rows_from) if args.rows_from else [], []
+    recalls = [r["roi_recall"] for r in rows if r.get("roi_recall") not in (None, "")]
     for case in cases:
         image, ref = read_ct(case.image), read_volume(case.label)
-        methods = [("two-phase", lambda: two.predict_image(image, allow_empty=True))]
+        methods = []
+        if two is not None:
+            methods.append(("two-phase", lambda: two.predict_image(image, allow_empty=True)))
         if single is not None:
             methods.append(("single-stage", lambda: single.predict_image(image, allow_empty=True, phase2_only=True)))
-        methods.append(("HU threshold", lambda: threshold_baseline(image)))
+        if two is not None:  # computed once, with the two-phase run
+            methods.append(("HU threshold", lambda: threshold_baseline(image)))
         for name, run in methods:
             tick = time.perf_counter()
             out = run()
@@ -122,9 +136,12 @@ def main(argv=None) -> int:
         s = _summary(rows, method)
         lines.append(f"| {method} | {s['dice_mean']:.3f} ± {s['dice_std']:.3f} | {s['dice_median']:.3f} | "
                      f"{s['hd95_mean']:.2f} | {s['hd95_median']:.2f} | {s['failed']} | {s['seconds']:.1f} |")
-    lines += ["", f"Phase 1 ROI recall (share of the pancreas inside the ROI): mean {np.mean(recalls):.4f}, "
-              f"min {np.min(recalls):.4f}; complete (>= 99 %) in {int(np.sum(np.array(recalls) >= 0.99))} of "
-              f"{len(recalls)} cases.", ""]
+    order = {"two-phase": 0, "single-stage": 1, "HU threshold": 2}
+    lines[4:] = sorted(lines[4:], key=lambda line: order.get(line.split(" | ")[0][2:], 3))
+    if recalls:
+        lines += ["", f"Phase 1 ROI recall (share of the pancreas inside the ROI): mean {np.mean(recalls):.4f}, "
+                  f"min {np.min(recalls):.4f}; complete (>= 99 %) in {int(np.sum(np.array(recalls) >= 0.99))} of "
+                  f"{len(recalls)} cases.", ""]
     out.write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
     return 0

@@ -177,10 +177,11 @@ def _train_stage(stage, config, settings, files, train_ids, val_ids, parent, bud
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(settings["lr"]),
                                   weight_decay=float(settings["weight_decay"]))
     state = work.load_checkpoint(stage, model, optimizer)
-    if state is not None and state.done:
+    if state is not None and state.done and budget.exhausted(state):
         log(f"{stage}: already trained ({state.iteration} iterations), nothing to resume")
         return model.eval(), state
     if state is not None:
+        state.done = False  # a larger budget than the finished run's continues it
         log(f"{stage}: resuming at iteration {state.iteration} ({state.seconds:.0f} s trained)")
     state = state or LoopState()
     items = load_cache(files)
