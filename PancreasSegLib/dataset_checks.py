@@ -38,8 +38,8 @@ def check_training_dataset(folder: str | os.PathLike, log: Callable[[str], None]
     Checked, case by case in case-ID order: the label file exists; image and label are readable 3D
     volumes; the label has the image's grid (size, spacing, origin, direction within
     :data:`PancreasSegLib.grid.SPACING_TOLERANCE` / ``DIRECTION_TOLERANCE``); label values are declared in
-    dataset.json's ``labels``; no case file is a link leading out of the folder; the image has a valid geometry (spacing > 0, orthonormal
-    direction) and holds no NaN or infinite value.
+    dataset.json's ``labels``; no case file is a link leading out of the folder; the image has a valid
+    geometry (spacing > 0, orthonormal direction) and holds no NaN or infinite value.
 
     Args:
         folder: dataset folder (dataset.json, imagesTr, labelsTr).

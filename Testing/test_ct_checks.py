@@ -70,7 +70,7 @@ def write_nrrd(path: Path, image: sitk.Image, directions: str) -> Path:
     return path
 
 
-# --- what a good CT looks like -----------------------------------------------------------------------------------------
+# --- what a good CT looks like ----------------------------------------------------------------------------------------
 
 
 def test_a_small_abdominal_ct_passes_every_check_as_int16_float_and_with_padding():
@@ -89,7 +89,7 @@ def test_the_through_plane_axis_is_the_one_closest_to_the_body_axis():
     assert through == 50.0 and in_plane == 50.0
 
 
-# --- NaN / inf -----------------------------------------------------------------------------------------------------------
+# --- NaN / inf --------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("ext, bad", [(".nrrd", np.nan), (".mha", np.inf), (".nii.gz", np.nan)])
@@ -106,7 +106,7 @@ def test_nan_or_inf_voxels_are_refused_with_their_count(blind, tmp_path, capsys,
     only(tmp_path, source.name)
 
 
-# --- rescale slope / intercept -------------------------------------------------------------------------------------------
+# --- rescale slope / intercept ----------------------------------------------------------------------------------------
 
 
 def test_nifti_scl_slope_and_intercept_are_applied_when_read(tmp_path):
@@ -132,7 +132,7 @@ def test_an_unsigned_dicom_series_with_rescale_is_read_as_hounsfield_units(tmp_p
     assert check_ct(image, tmp_path / "dcm") is None
 
 
-# --- spacing and direction -----------------------------------------------------------------------------------------------
+# --- spacing and direction --------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("pixdim, word", [((1.0, 0.0, 1.5, 3.0), "pixdim (0, 1.5, 3)"),
@@ -169,7 +169,7 @@ def test_a_scaled_direction_matrix_is_refused_by_the_check():
         check_ct(image, "ct.nrrd")
 
 
-# --- field of view -------------------------------------------------------------------------------------------------------
+# --- field of view ----------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("shape, spacing, word", [((12, 40, 20), (1.5, 1.5, 3.0), "30.0 x 60.0 x 36.0 mm"),
@@ -181,7 +181,7 @@ def test_a_volume_too_small_for_a_pancreas_is_refused_with_its_size(blind, tmp_p
     only(tmp_path, "ct.nrrd")
 
 
-# --- memory budget -------------------------------------------------------------------------------------------------------
+# --- memory budget ----------------------------------------------------------------------------------------------------
 
 
 def test_a_volume_above_the_voxel_budget_is_refused_before_its_pixels_are_read(blind, tmp_path, capsys, monkeypatch):
@@ -193,10 +193,11 @@ def test_a_volume_above_the_voxel_budget_is_refused_before_its_pixels_are_read(b
 
     monkeypatch.setattr("PancreasSegLib.volume_io.read_volume", no_read)
     monkeypatch.setenv(ct_checks.MAX_VOXELS_ENV, "10000")
-    refused(capsys, segment(blind, source, tmp_path / "seg.nii.gz"), source, "23,040 voxels exceed the budget of 10,000",
-            ct_checks.MAX_VOXELS_ENV)
+    refused(capsys, segment(blind, source, tmp_path / "seg.nii.gz"), source,
+            "23,040 voxels exceed the budget of 10,000", ct_checks.MAX_VOXELS_ENV)
     monkeypatch.delenv(ct_checks.MAX_VOXELS_ENV)
-    refused(capsys, segment(blind, source, tmp_path / "seg.nii.gz", "--max-voxels", "20000"), source, "budget of 20,000")
+    refused(capsys, segment(blind, source, tmp_path / "seg.nii.gz", "--max-voxels", "20000"), source,
+            "budget of 20,000")
     only(tmp_path, "ct.nii.gz")
 
 
@@ -216,7 +217,7 @@ def test_a_malformed_budget_variable_is_a_usage_error(blind, tmp_path, capsys, m
     assert "PANCREASSEG_MAX_VOXELS must be a positive number" in capsys.readouterr().err
 
 
-# --- is this a CT? -------------------------------------------------------------------------------------------------------
+# --- is this a CT? ----------------------------------------------------------------------------------------------------
 
 
 def not_ct(kind: str) -> sitk.Image:
@@ -263,7 +264,7 @@ def test_force_turns_the_refusal_into_a_warning_and_goes_on(blind, tmp_path, cap
     assert [e["event"] for e in events].count("warning") == 1 and events[-1]["event"] == "done"
 
 
-# --- the output folder and the disk ---------------------------------------------------------------------------------------
+# --- the output folder and the disk -----------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -281,14 +282,17 @@ def test_a_read_only_output_folder_is_refused_before_any_work(blind, ct_file, tm
     if getattr(os, "geteuid", lambda: 1)() == 0:
         # Root ignores permission bits: let os.access answer for this folder as it does for any other user.
         real_access = os.access
-        monkeypatch.setattr(os, "access", lambda path, mode, *a, **k: False if (mode & os.W_OK and str(path) == str(out))
-                            else real_access(path, mode, *a, **k))
+        def access(path, mode, *args, **kwargs):
+            return False if mode & os.W_OK and str(path) == str(out) else real_access(path, mode, *args, **kwargs)
+
+        monkeypatch.setattr(os, "access", access)
     try:
         code = segment(blind, ct_file, out / "seg.nii.gz")
     finally:
         out.chmod(0o755)
     line = capsys.readouterr().err.strip()
-    assert code == 2 and line == f"pancreasseg segment: error: {out / 'seg.nii.gz'}: output folder {out} is not writable"
+    expected = f"pancreasseg segment: error: {out / 'seg.nii.gz'}: output folder {out} is not writable"
+    assert code == 2 and line == expected
     assert list(out.iterdir()) == []
 
 
@@ -366,7 +370,7 @@ def test_other_write_failures_stay_internal_errors(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-# --- corrupt or contradictory DICOM series -------------------------------------------------------------------------------
+# --- corrupt or contradictory DICOM series ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("damage, words", [

@@ -127,7 +127,7 @@ def test_mutated_seg_nrrd_files_are_read_or_refused_by_the_segmentation_reader(s
     assert label.GetPixelID() == sitk.sitkUInt8 and label.GetDimension() == 3
 
 
-# --- geometry ------------------------------------------------------------------------------------------------------------
+# --- geometry ---------------------------------------------------------------------------------------------------------
 
 
 @st.composite
@@ -210,7 +210,7 @@ def test_any_json_is_an_roi_or_an_input_error(data):
     assert np.all(np.isfinite(roi.corners())) and np.isfinite(roi.margin_mm) and min(roi.size) > 0
 
 
-# --- export --------------------------------------------------------------------------------------------------------------
+# --- export -----------------------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -285,7 +285,7 @@ def test_any_label_values_are_exported_or_refused_with_the_dataset_unchanged(exp
         assert np.array_equal(stored, array.astype(np.int64))
 
 
-# --- what the fuzzing found, kept as plain regression tests -------------------------------------------------------------
+# --- what the fuzzing found, kept as plain regression tests -----------------------------------------------------------
 
 
 def test_a_header_key_that_is_not_utf8_neither_breaks_reading_nor_the_metadata_strip(tmp_path):

@@ -48,7 +48,7 @@ class _Payload:
         return (open, (self.marker, "w"))
 
 
-# --- bundles -------------------------------------------------------------------------------------------------------------
+# --- bundles ----------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["segmenter.safetensors", "segmenter.pt"])
@@ -103,7 +103,7 @@ def test_the_library_never_downloads_and_builds_networks_without_pretrained_weig
     assert "weights=None" in sources[ROOT / "PancreasSegLib" / "models.py"]
 
 
-# --- no network ----------------------------------------------------------------------------------------------------------
+# --- no network -------------------------------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -150,7 +150,7 @@ def test_the_curated_export_runs_with_sockets_blocked(bundle, tmp_path, capsys, 
     assert no_network == []
 
 
-# --- datasets ------------------------------------------------------------------------------------------------------------
+# --- datasets ---------------------------------------------------------------------------------------------------------
 
 
 def _msd_source(tmp_path: Path, image_name: str, label_name: str) -> Path:
@@ -212,7 +212,7 @@ def test_an_export_into_a_dataset_whose_folder_is_a_link_is_refused_and_writes_n
     assert list(outside.iterdir()) == []
 
 
-# --- patient data --------------------------------------------------------------------------------------------------------
+# --- patient data -----------------------------------------------------------------------------------------------------
 
 
 def _contents(path: Path) -> bytes:
