@@ -1,9 +1,9 @@
 """PancreasSeg: find and outline the pancreas in abdominal CT, correct it, export it for training.
 
 Flow of the module: inputs -> "Segment pancreas" (background command) -> result in the scene ->
-"Correct in Segment Editor" -> "Export for training" -> "Fine-tune on curated set" (a new model choice). The work is done by ``PancreasSegLib`` in a
-background ``PythonSlicer -m PancreasSegLib`` process; this file only binds the GUI to the Logic in
-``PancreasSegModuleLib.segmentationLogic``.
+"Correct in Segment Editor" -> "Export for training" -> "Fine-tune on curated set" (a new model
+choice). The work is done by ``PancreasSegLib`` in a background ``PythonSlicer -m PancreasSegLib``
+process; this file only binds the GUI to the Logic in ``PancreasSegModuleLib.segmentationLogic``.
 """
 
 import os
