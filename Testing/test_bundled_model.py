@@ -5,10 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
-torch = pytest.importorskip("torch")
-
 BUNDLE = Path(__file__).resolve().parents[1] / "Resources" / "Models" / "pancreas-phantom-v1"
 #: A small phantom (about 2.5 mm voxels) whose seed is outside the training seeds 1000-1039.
 SEED = 7

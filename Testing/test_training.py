@@ -6,14 +6,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("monai")
-
-from PancreasSegLib.cli import main  # noqa: E402
-from PancreasSegLib.errors import InputError  # noqa: E402
-from PancreasSegLib.training.loop import Budget, Interrupted, learning_rate  # noqa: E402
-from PancreasSegLib.training.run import TrainOptions, split_cases, train  # noqa: E402
+from PancreasSegLib.cli import main
+from PancreasSegLib.errors import InputError
+from PancreasSegLib.training.loop import Budget, Interrupted, learning_rate
+from PancreasSegLib.training.run import TrainOptions, split_cases, train
 from PancreasSegLib.training.workdir import LoopState, work_folder_for  # noqa: E402
 
 SEEDS = (900, 901, 902)
