@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -222,3 +223,33 @@ def test_a_finished_stage_continues_when_the_budget_grows(phantoms, tmp_path):
     record = json.loads((out / "model.json").read_text())["training"]
     assert record["stages"]["segmenter"]["iterations"] == 4
     assert "segmenter: resuming at iteration 2" in (out / "train.log").read_text()
+
+
+def test_fine_tuning_on_an_exported_curated_set_records_its_cases_and_segments(trained, tmp_path):
+    """The improvement loop: reviewed cases exported with provenance, then a fine-tuned bundle that runs."""
+    import SimpleITK as sitk
+
+    from PancreasSegLib.curation import export_case
+    from PancreasSegLib.phantom import make_phantom
+    from PancreasSegLib.predictor import Predictor
+
+    curated = tmp_path / "Dataset501_Curated"
+    for seed in SEEDS:
+        image, label = make_phantom(seed, preset="small")
+        proposal = sitk.BinaryErode(label > 0, [1, 1, 1])  # a proposal the reviewer had to widen
+        export_case(image, label, curated, proposal=sitk.Cast(proposal, sitk.sitkUInt8), reviewer="dr-a",
+                    model=trained)
+    out = tmp_path / "curated-v2"
+    assert main(["train", str(curated), "-o", str(out), "--init", str(trained), "--recipe", "tiny",
+                 "--epochs", "1", "--device", "cpu", "--val-fraction", "0.34", "--progress", "none"]) == 0
+    config = json.loads((out / "model.json").read_text())
+    assert config["training"]["parent"]["name"] == "tiny-model"
+    recorded = {c["case_id"]: c for c in config["training"]["data"]["cases"]}
+    assert sorted(recorded) == ["case_0001", "case_0002", "case_0003"]
+    for case_id, entry in recorded.items():
+        label_file = curated / "labelsTr" / f"{case_id}.nii.gz"
+        assert entry["label_sha256"] == hashlib.sha256(label_file.read_bytes()).hexdigest()
+        assert (curated / "provenance" / f"{case_id}.json").is_file()
+    image, _ = make_phantom(SEEDS[1], preset="small")
+    prediction = Predictor.from_bundle(out, device="cpu").predict_image(image, allow_empty=True)
+    assert prediction.label.GetSize() == image.GetSize()
