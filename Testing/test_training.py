@@ -224,3 +224,24 @@ def test_a_finished_stage_continues_when_the_budget_grows(phantoms, tmp_path):
     record = json.loads((out / "model.json").read_text())["training"]
     assert record["stages"]["segmenter"]["iterations"] == 4
     assert "segmenter: resuming at iteration 2" in (out / "train.log").read_text()
+
+
+def test_fine_tuning_on_an_exported_curated_dataset_gives_a_bundle_that_segments(trained, tmp_path):
+    from PancreasSegLib.curation.export import export_case
+    from PancreasSegLib.phantom import make_phantom
+    from PancreasSegLib.predictor import Predictor
+
+    curated = tmp_path / "Dataset950_Curated"
+    for seed in (910, 911):
+        image, label = make_phantom(seed, preset="small")
+        export_case(image, label, curated, proposal=label, reviewer="tester", model=trained)
+    out = tmp_path / "curated-v2"
+    assert main(["train", str(curated), "--init", str(trained), "-o", str(out), "--device", "cpu",
+                 "--val-fraction", "0.5", "--progress", "none"]) == 0
+    record = json.loads((out / "model.json").read_text())["training"]
+    assert record["parent"]["name"] == "tiny-model"
+    assert [c["case_id"] for c in record["data"]["cases"]] == sorted(c["case_id"] for c in record["data"]["cases"])
+    assert len(record["data"]["cases"]) == 2 and all(len(c["image_sha256"]) == 64 for c in record["data"]["cases"])
+    image, _ = make_phantom(912, preset="small")
+    prediction = Predictor.from_bundle(out, device="cpu").predict_image(image, allow_empty=True)
+    assert prediction.label.GetSize() == image.GetSize()
