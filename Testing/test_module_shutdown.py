@@ -157,6 +157,10 @@ def test_closing_the_scene_during_a_real_run_kills_the_process_tree_and_removes_
     pids = [int(p) for p in (run_folder / "pids").read_text().split()]
     assert all(_alive(pid) for pid in pids)
     logic.shutdown(timeoutSeconds=20)
+    # shutdown() waits for the direct child; the signal reaches the rest of the group asynchronously.
+    deadline = time.monotonic() + 20
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not any(_alive(pid) for pid in pids)
     assert list(temp.iterdir()) == [] and rec.cancelled == 1 and not logic.isRunning()
     assert scene.nodes == [volume]
