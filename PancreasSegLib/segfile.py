@@ -157,19 +157,12 @@ def read_seg_nrrd(path: str | os.PathLike, reference: sitk.Image | None = None) 
     import numpy as np
     import SimpleITK as sitk
 
-    from PancreasSegLib.volume_io import _snap_axis_aligned, captured_stderr, sitk_reason
+    from PancreasSegLib.volume_io import _snap_axis_aligned, sitk_read
 
     path = Path(path)
     if not path.is_file():
         raise InputError("no such file", path)
-    error = None
-    with captured_stderr() as chatter:
-        try:
-            image = sitk.ReadImage(str(path))
-        except RuntimeError as exc:
-            error = exc
-    if error is not None:
-        raise InputError(f"cannot be read as a segmentation: {sitk_reason(error, ''.join(chatter))}", path)
+    image = sitk_read(path, "a segmentation")
     fields = {}
     for key in image.GetMetaDataKeys():
         with contextlib.suppress(TypeError):  # a key that is not UTF-8 (corrupt header) is no segment field

@@ -231,7 +231,12 @@ def check_header_safe(path: str | os.PathLike) -> None:
                              f"{_METAIMAGE_MAX_NDIMS} dimensions", path)
 
 
-def _read_file(path: Path) -> sitk.Image:
+def sitk_read(path: Path, what: str = "an image") -> sitk.Image:
+    """``sitk.ReadImage`` behind the project's guards: empty file, unsafe header, ITK's messages as one line.
+
+    Raises:
+        InputError: "cannot be read as <what>: <reason>", naming the file.
+    """
     import SimpleITK as sitk
 
     if path.stat().st_size == 0:
@@ -244,7 +249,12 @@ def _read_file(path: Path) -> sitk.Image:
         except RuntimeError as exc:
             error = exc
     if error is not None:
-        raise InputError(f"cannot be read as an image: {sitk_reason(error, ''.join(chatter))}", path) from None
+        raise InputError(f"cannot be read as {what}: {sitk_reason(error, ''.join(chatter))}", path) from None
+    return image
+
+
+def _read_file(path: Path) -> sitk.Image:
+    image = sitk_read(path)
     if full_extension(path) in (".nii", ".nii.gz"):
         from PancreasSegLib.nifti_check import nifti_missing_bytes
 
