@@ -25,7 +25,7 @@ import numpy as np
 
 from PancreasSegLib.atomic import atomic_path, full_extension
 from PancreasSegLib.datasets import image_path, label_path, validate_case_id, write_dataset_json
-from PancreasSegLib.errors import InputError
+from PancreasSegLib.errors import InputError, read_json
 from PancreasSegLib.grid import grid_mismatch
 
 if TYPE_CHECKING:
@@ -93,10 +93,7 @@ def convert_msd(src: str | os.PathLike, out: str | os.PathLike, overwrite: bool 
 def _msd_training_pairs(src: Path) -> list[tuple[Path, Path]]:
     meta = src / "dataset.json"
     if meta.is_file():
-        try:
-            training = json.loads(meta.read_text(encoding="utf-8")).get("training", [])
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot be read as JSON ({exc})", meta) from None
+        training = read_json(meta).get("training", [])
         pairs = [(_inside(src, e["image"], meta), _inside(src, e["label"], meta)) for e in training
                  if isinstance(e, dict) and "image" in e and "label" in e]
     elif (src / "imagesTr").is_dir():

@@ -13,7 +13,6 @@ ignores it.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PancreasSegLib.atomic import write_json_atomic
-from PancreasSegLib.errors import InputError
+from PancreasSegLib.errors import InputError, read_json
 
 FILE_ENDING = ".nii.gz"
 CHANNEL_NAMES = {"0": "CT"}
@@ -90,10 +89,7 @@ def read_dataset_json(folder: str | os.PathLike) -> dict:
     path = Path(folder) / "dataset.json"
     if not path.is_file():
         raise InputError("no dataset.json (not an nnU-Net v2 raw dataset folder)", folder)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot be read as JSON ({exc})", path) from None
+    data = read_json(path)
     missing = [k for k in ("channel_names", "labels", "numTraining", "file_ending") if k not in data]
     if missing:
         raise InputError(f"misses the key(s) {', '.join(missing)}", path)

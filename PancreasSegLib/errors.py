@@ -23,3 +23,14 @@ class NoPancreasFound(InputError):
 
 class Cancelled(RuntimeError):
     """The run was cancelled by a signal; nothing was written."""
+
+
+def read_json(path: str | os.PathLike):
+    """Parse a UTF-8 JSON file; an unreadable file or bad JSON is an :class:`InputError` naming it."""
+    import json
+    from pathlib import Path
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot be read as JSON ({exc})", path) from None

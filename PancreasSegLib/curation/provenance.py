@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from PancreasSegLib.errors import InputError
+from PancreasSegLib.errors import InputError, read_json
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
@@ -120,10 +119,7 @@ def model_info(model: str | os.PathLike | Mapping | None) -> dict | None:
     manifest_path = folder / "model.json"
     if not manifest_path.is_file():
         raise InputError("is not a model bundle (no model.json)", folder)
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot be read as JSON ({exc})", manifest_path) from None
+    manifest = read_json(manifest_path)
     listed = _weights_in_manifest(manifest)
     if not listed:  # a manifest that does not name its weights: hash what the bundle holds
         listed = {p.name: None for p in sorted(folder.glob("*.safetensors"))}
@@ -188,10 +184,7 @@ def source_info(path: str | os.PathLike, image: sitk.Image, series: str | None =
 def read_provenance(path: str | os.PathLike) -> dict:
     """Read a provenance JSON file (raises InputError when it is not a JSON object)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot be read as JSON ({exc})", path) from None
+    data = read_json(path)
     if not isinstance(data, dict):
         raise InputError("is not a JSON object", path)
     return data
