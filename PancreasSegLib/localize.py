@@ -7,8 +7,9 @@ are resampled, never the whole volume. After a coarse pass, a few slices between
 the first miss at each end of the detected run refine the cranio-caudal extent.
 
 Stray detections are dropped twice: along z only the strongest run of consecutive hit slices is kept
-(gaps of one sampled slice are tolerated), and in-plane boxes far from the run's median box centre
-are discarded. The union of the remaining boxes plus ``margin_mm`` on every side is the ROI.
+(gaps of one sampled slice are tolerated), and in-plane only the chain of boxes that touch or nearly
+touch from slice to slice (the gland, found whole or in pieces) with the largest total score is
+kept. The union of those boxes plus ``margin_mm`` on every side is the ROI.
 
 Training uses the same sampling (:func:`axial_grid`, :func:`sample_slices`, :func:`window`) so the
 network sees at inference exactly what it learnt on.
@@ -178,29 +179,52 @@ def best_run(hit: np.ndarray, weight: np.ndarray, max_gap: int = 1) -> tuple[int
     return max(runs, key=lambda r: float(np.sum(weight[r[0]:r[1] + 1] * hit[r[0]:r[1] + 1])))
 
 
-def combine_boxes(boxes: list[np.ndarray], max_offset_mm: float) -> tuple[np.ndarray, np.ndarray]:
-    """Union of per-slice boxes (LPS mm), without those whose centre lies far from the median centre.
+def combine_boxes(boxes: list[np.ndarray], max_gap_mm: float = 15.0, scores: list[np.ndarray] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Union of the chain of per-slice boxes (LPS mm) the pancreas forms, without stray boxes.
+
+    The gland is long (15-20 cm from head to tail), curved and often found in pieces, so no fixed
+    distance from a centre tells gland from stray. Boxes are linked instead: two boxes on the same
+    or on neighbouring slices whose rectangles lie within ``max_gap_mm`` of each other belong
+    together (one missed slice between them is bridged, as along z). The group with the largest total score is the pancreas; a box on another organ,
+    apart from the chain, is left out.
 
     Args:
-        boxes: per slice (k, 4) boxes, the first one the slice's best.
-        max_offset_mm: boxes whose centre is farther than this from the median of the slices' best
-            boxes' centres are strays (another organ lighting up) and left out.
+        boxes: per slice (in z order, neighbours adjacent) the (k, 4) boxes x0 y0 x1 y1 above the threshold.
+        max_gap_mm: largest in-plane distance between two linked boxes.
+        scores: per slice the boxes' scores (default 1 for every box).
 
     Returns:
         (lower xy, upper xy) in mm.
     """
-    best_centres = np.array([(b[0, :2] + b[0, 2:]) / 2 for b in boxes if len(b)])
-    median = np.median(best_centres, axis=0)
-    kept = []
-    for b in boxes:
-        centres = (b[:, :2] + b[:, 2:]) / 2
-        kept.append(b[np.linalg.norm(centres - median, axis=1) <= max_offset_mm])
-    kept_all = np.concatenate([k for k in kept if len(k)]) if any(len(k) for k in kept) else np.concatenate(boxes)
-    return kept_all[:, :2].min(axis=0), kept_all[:, 2:].max(axis=0)
+    flat = [(i, b) for i, slice_boxes in enumerate(boxes) for b in np.asarray(slice_boxes, float).reshape(-1, 4)]
+    if not flat:
+        raise ValueError("no boxes to combine")
+    weight = (np.concatenate([np.asarray(s, float).reshape(-1) for s in scores]) if scores is not None
+              else np.ones(len(flat)))
+    slice_of = np.array([i for i, _ in flat])
+    rects = np.array([b for _, b in flat])
+    # In-plane gap between every two rectangles (0 when they overlap), and whether their slices are neighbours.
+    gap_x = np.maximum(0.0, np.maximum(rects[:, None, 0] - rects[None, :, 2], rects[None, :, 0] - rects[:, None, 2]))
+    gap_y = np.maximum(0.0, np.maximum(rects[:, None, 1] - rects[None, :, 3], rects[None, :, 1] - rects[:, None, 3]))
+    linked = (np.hypot(gap_x, gap_y) <= max_gap_mm) & (np.abs(slice_of[:, None] - slice_of[None, :]) <= 2)
+    group = np.full(len(flat), -1)
+    for start in range(len(flat)):
+        if group[start] >= 0:
+            continue
+        group[start], todo = start, [start]
+        while todo:
+            k = todo.pop()
+            for j in np.flatnonzero(linked[k] & (group < 0)):
+                group[j] = start
+                todo.append(int(j))
+    best = max(set(group.tolist()), key=lambda g: float(weight[group == g].sum()))
+    kept = rects[group == best]
+    return kept[:, :2].min(axis=0), kept[:, 2:].max(axis=0)
 
 
 def roi_from_detections(found: Detections, threshold: float, step: float, margin_mm: float,
-                        max_offset_mm: float = 80.0) -> tuple[np.ndarray, np.ndarray] | None:
+                        max_gap_mm: float = 15.0) -> tuple[np.ndarray, np.ndarray] | None:
     """The LPS box (lower, upper) the detections support, margin included; ``None`` when nothing passed.
 
     Slices are assumed sorted by z; ``step`` is the sampling distance around each hit slice that the
@@ -214,8 +238,8 @@ def roi_from_detections(found: Detections, threshold: float, step: float, margin
     if run is None:
         return None
     a, b = run
-    boxes = [_hit_boxes(found, i, threshold) for i in range(a, b + 1) if hit[i]]
-    lo_xy, hi_xy = combine_boxes(boxes, max_offset_mm)
+    boxes, box_scores = _hit_boxes(found, range(a, b + 1), threshold)
+    lo_xy, hi_xy = combine_boxes(boxes, max_gap_mm, box_scores)
     z_lo, z_hi = found.z[a] - step / 2, found.z[b] + step / 2
     lower = np.array([lo_xy[0], lo_xy[1], z_lo]) - margin_mm
     upper = np.array([hi_xy[0], hi_xy[1], z_hi]) + margin_mm
@@ -266,7 +290,8 @@ def find_box(image: sitk.Image, model: torch.nn.Module, stage: dict[str, Any], d
         slices = window(sample_slices(image, grid, chunk), stage["hu_window"])
         for zz, (boxes, scores) in zip(chunk, detect(model, slices, device, batch)):
             found.add(zz, grid.pixel_to_lps_xy(boxes), scores)
-    coarse = roi_from_detections(found, threshold, step, 0.0, stage.get("max_box_offset_mm", 80.0))
+    max_gap = float(stage.get("max_box_gap_mm", 15.0))
+    coarse = roi_from_detections(found, threshold, step, 0.0, max_gap)
     if coarse is None:
         report("localize", 1.0, "no pancreas found")
         return None
@@ -282,12 +307,12 @@ def find_box(image: sitk.Image, model: torch.nn.Module, stage: dict[str, Any], d
             slices = window(sample_slices(image, grid, probes), stage["hu_window"])
             for zz, (boxes, scores) in zip(probes, detect(model, slices, device, batch)):
                 found.add(zz, grid.pixel_to_lps_xy(boxes), scores)
-    box = _refined_box(found, threshold, step, coarse, stage.get("max_box_offset_mm", 80.0))
+    box = _refined_box(found, threshold, step, coarse, max_gap)
     report("localize", 1.0, "pancreas found")
     return box[0] - margin, box[1] + margin
 
 
-def _refined_box(found: Detections, threshold: float, step: float, coarse, max_offset: float):
+def _refined_box(found: Detections, threshold: float, step: float, coarse, max_gap: float):
     # z extent: walk outward from the coarse run through the probes while they still hit.
     found = found.sorted()
     z = np.array(found.z)
@@ -303,13 +328,17 @@ def _refined_box(found: Detections, threshold: float, step: float, coarse, max_o
     # The organ ends somewhere between the outermost hit and the next slice seen (a miss): take half way.
     below = min(step, z[lo_i] - z[lo_i - 1]) if lo_i > 0 else step
     above = min(step, z[hi_i + 1] - z[hi_i]) if hi_i < len(z) - 1 else step
-    boxes = [_hit_boxes(found, i, threshold) for i in range(lo_i, hi_i + 1) if hit[i]]
-    lo_xy, hi_xy = combine_boxes(boxes, max_offset)
+    boxes, box_scores = _hit_boxes(found, range(lo_i, hi_i + 1), threshold)
+    lo_xy, hi_xy = combine_boxes(boxes, max_gap, box_scores)
     return (np.array([lo_xy[0], lo_xy[1], z[lo_i] - below / 2]),
             np.array([hi_xy[0], hi_xy[1], z[hi_i] + above / 2]))
 
 
-def _hit_boxes(found: Detections, i: int, threshold: float) -> np.ndarray:
-    # The slice's boxes that pass the threshold, best first.
-    order = np.argsort(-found.scores[i], kind="stable")
-    return found.boxes[i][order][found.scores[i][order] >= threshold]
+def _hit_boxes(found: Detections, indices, threshold: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    # Per slice of ``indices`` the boxes that pass the threshold and their scores (a missed slice gives none).
+    boxes, scores = [], []
+    for i in indices:
+        keep = found.scores[i] >= threshold
+        boxes.append(found.boxes[i][keep])
+        scores.append(found.scores[i][keep])
+    return boxes, scores

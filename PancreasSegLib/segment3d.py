@@ -8,7 +8,7 @@ only there are they thresholded. Everything outside the ROI is background.
 
 ROI-border guard: when the cleaned mask touches a side of the crop where the ROI did not reach the
 edge of the image, the organ is probably cut flat there; that side grows by ``border_guard_mm`` and
-phase 2 runs once more.
+phase 2 runs again, up to ``border_guard_rounds`` (3) times while the mask still touches a side.
 """
 
 from __future__ import annotations
@@ -163,13 +163,20 @@ class Phase2:
 
 def run_phase2(image: sitk.Image, net: torch.nn.Module, stage: dict[str, Any], post: dict[str, Any], lower, upper,
                device: str = "cpu", progress: Progress | None = None, guard: bool = True) -> Phase2:
-    """Segment the LPS box ``[lower, upper]`` of ``image``; with ``guard``, grow touched sides once and redo."""
+    """Segment the LPS box ``[lower, upper]`` of ``image``; with ``guard``, grow touched sides and redo.
+
+    A gland cut by the ROI is grown ``border_guard_mm`` per round on the touched sides only, for at
+    most ``border_guard_rounds`` rounds (a tail missed by phase 1 can reach several centimetres out).
+    """
     result = _phase2_once(image, net, stage, post, lower, upper, device, progress)
     grow_mm = float(post.get("border_guard_mm", 20.0))
-    touched = result.touched_sides()
-    if guard and grow_mm > 0 and touched.any():
-        lower = np.asarray(lower, float) - grow_mm * touched[0]
-        upper = np.asarray(upper, float) + grow_mm * touched[1]
+    rounds = int(post.get("border_guard_rounds", 3)) if guard and grow_mm > 0 else 0
+    for _ in range(rounds):
+        touched = result.touched_sides()
+        if not touched.any():
+            break
+        lower = np.asarray(result.lower, float) - grow_mm * touched[0]
+        upper = np.asarray(result.upper, float) + grow_mm * touched[1]
         if progress:
             progress("segment", 0.0, "the pancreas touches the ROI border: growing the ROI and segmenting again")
         result = _phase2_once(image, net, stage, post, lower, upper, device, progress)

@@ -30,9 +30,34 @@ def test_the_strongest_run_of_slices_wins_and_single_gaps_are_bridged():
 def test_a_stray_box_far_from_the_others_is_left_out():
     pancreas = [np.array([[0.0, 0.0, 60.0, 30.0]]) + k for k in range(5)]
     stray = np.array([[0.0, 0.0, 60.0, 30.0], [150.0, 150.0, 170.0, 170.0]])
-    lo, hi = combine_boxes(pancreas + [stray], max_offset_mm=80.0)
+    lo, hi = combine_boxes(pancreas + [stray], max_gap_mm=15.0)
     np.testing.assert_allclose(lo, [0.0, 0.0])
     np.testing.assert_allclose(hi, [64.0, 34.0])
+
+
+def test_a_gland_found_in_pieces_is_kept_whole_even_far_from_its_centre():
+    # Head around x = -40, body crossing on the middle slices, tail out to x = +100 (over 100 mm from the
+    # head): the pieces chain through the neighbouring slices, the stray on another organ does not.
+    head = np.array([-60.0, -20.0, -10.0, 20.0])
+    body = np.array([-30.0, -30.0, 50.0, 5.0])
+    tail = np.array([30.0, -30.0, 100.0, 35.0])
+    stray = np.array([-150.0, 60.0, -120.0, 90.0])
+    slices = [np.array([head]), np.array([head, stray]), np.array([head, body]), np.array([body, tail]),
+              np.array([tail]), np.zeros((0, 4)), np.array([tail])]
+    scores = [np.full(len(b), 0.9) for b in slices]
+    lo, hi = combine_boxes(slices, max_gap_mm=15.0, scores=scores)
+    np.testing.assert_allclose(lo, [-60.0, -30.0])
+    np.testing.assert_allclose(hi, [100.0, 35.0])
+
+
+def test_the_chain_with_the_larger_total_score_wins():
+    weak = [np.array([[0.0, 0.0, 10.0, 10.0]])] * 3
+    strong = [np.array([[100.0, 100.0, 120.0, 120.0]])] * 2
+    slices = [np.concatenate([w, s]) for w, s in zip(weak, strong)] + [weak[2]]
+    lo, hi = combine_boxes(slices, scores=[np.array([0.55, 0.99]), np.array([0.55, 0.99]), np.array([0.55])])
+    np.testing.assert_allclose(lo, [100.0, 100.0])
+    lo, hi = combine_boxes(slices)  # equal weights: the longer chain
+    np.testing.assert_allclose(hi, [10.0, 10.0])
 
 
 def test_detections_become_a_box_with_margin_from_the_strongest_run():

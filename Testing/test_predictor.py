@@ -182,3 +182,15 @@ def test_auto_device_is_cpu_without_an_accelerator():
         assert resolve_device("auto") in ("cpu", "mps")
         with pytest.raises(InputError, match="no CUDA device"):
             resolve_device("cuda")
+
+
+def test_a_roi_far_short_of_the_organ_grows_over_several_rounds(predictor):
+    image, truth = blob_volume()
+    # Ends 6 mm short of the organ's 22 mm half-length on each side in x: one 20 mm round is not enough
+    # on the side the crop was cut furthest from; the guard keeps growing while the mask touches.
+    far = ROI((-5.0, 5.0, 0.0), (10.0, 40.0, 40.0))
+    prediction = predictor.predict_image(image, roi=far)
+    assert prediction.grown
+    lo, hi = prediction.roi.lps_bounds()
+    assert lo[0] < 10.0 - 22.0 and hi[0] > 10.0 + 22.0
+    assert dice_on_grid(truth, prediction.label) >= 0.9

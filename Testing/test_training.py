@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
 
 from PancreasSegLib.cli import main
@@ -128,6 +129,24 @@ def test_fine_tuning_from_a_bundle_records_its_parent(trained, phantoms, tmp_pat
     seg_parent, seg_tuned = parent.segmenter.state_dict(), tuned.segmenter.state_dict()
     assert any(not torch.equal(seg_parent[k], seg_tuned[k]) for k in seg_parent if seg_parent[k].is_floating_point())
     assert "Fine-tuned from `tiny-model`" in (out / "MODEL_CARD.md").read_text()
+
+
+def test_fine_tuning_at_a_new_segmenter_spacing_keeps_the_window_field_of_view(trained, phantoms, tmp_path):
+    from PancreasSegLib.bundle import Bundle
+    from PancreasSegLib.predictor import Predictor
+
+    parent = json.loads((trained / "model.json").read_text())["stages"]["segmenter"]
+    spacing = parent["spacing_xyz_mm"][0] * 0.75
+    out = train(options(phantoms, tmp_path / "finer", stage="segmenter", init=trained, segmenter_spacing=spacing))
+    stage = json.loads((out / "model.json").read_text())["stages"]["segmenter"]
+    assert stage["spacing_xyz_mm"] == [spacing] * 3
+    div = stage.get("size_divisor", 16)
+    for new, old, old_mm in zip(stage["patch_size_zyx"], parent["patch_size_zyx"], parent["spacing_xyz_mm"][::-1]):
+        assert new % div == 0 and old * old_mm <= new * spacing < old * old_mm + div * spacing
+    # The same network, now reading the crop at the finer spacing.
+    assert set(Bundle.load(out).segmenter.state_dict()) == set(Bundle.load(trained).segmenter.state_dict())
+    image = sitk.ReadImage(str(next((phantoms / "imagesTr").iterdir())))
+    assert Predictor.from_bundle(out, device="cpu").predict_image(image, allow_empty=True).label.GetSize() == image.GetSize()
 
 
 def test_a_dataset_with_a_missing_label_exits_2_before_any_training(phantoms, tmp_path, capsys):

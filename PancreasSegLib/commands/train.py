@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crop", choices=("roi", "whole"),
                         help="segmenter training crops: around the label like phase 1's ROI (default), or whole "
                              "volumes (single-stage baseline)")
+    parser.add_argument("--segmenter-spacing", type=float, metavar="MM",
+                        help="isotropic voxel size of the segmenter in mm (default: the recipe's, or the --init "
+                             "bundle's; changing it under --init fine-tunes the same network at a new resolution)")
     parser.add_argument("--name", help="model name in model.json (default: the bundle folder's name)")
     parser.add_argument("--version", default="1.0.0", help="model version (default 1.0.0)")
     parser.add_argument("--threads", type=int, metavar="T", help="CPU threads for torch (default: torch's choice)")
@@ -45,10 +48,10 @@ def command_line(args: argparse.Namespace) -> str:
     """The command that repeats this run (for the model card), rebuilt from the parsed options."""
     parts = ["pancreasseg", "train", args.dataset, "-o", args.output, "--stage", args.stage, "--seed", str(args.seed),
              "--recipe", args.recipe, "--val-fraction", f"{args.val_fraction:g}"]
-    for option in ("init", "epochs", "minutes", "crop", "name", "threads"):
+    for option in ("init", "epochs", "minutes", "crop", "segmenter_spacing", "name", "threads"):
         value = getattr(args, option)
         if value is not None:
-            parts += [f"--{option}", f"{value:g}" if isinstance(value, float) else str(value)]
+            parts += [f"--{option.replace('_', '-')}", f"{value:g}" if isinstance(value, float) else str(value)]
     if args.version != "1.0.0":
         parts += ["--version", args.version]
     return shlex.join(parts)
@@ -64,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.epochs is not None and args.epochs < 1:
         raise InputError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.segmenter_spacing is not None and not 0.3 <= args.segmenter_spacing <= 8:
+        raise InputError(f"--segmenter-spacing must be between 0.3 and 8 mm, got {args.segmenter_spacing}")
     if args.minutes is not None and args.minutes <= 0:
         raise InputError(f"--minutes must be positive, got {args.minutes}")
     if args.threads:
@@ -72,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     options = TrainOptions(
         dataset=Path(args.dataset), output=Path(args.output), stage=args.stage,
         init=Path(args.init) if args.init else None, device=args.device, seed=args.seed, epochs=args.epochs,
-        minutes=args.minutes, val_fraction=args.val_fraction, recipe=args.recipe, crop=args.crop, name=args.name,
+        minutes=args.minutes, val_fraction=args.val_fraction, recipe=args.recipe, crop=args.crop,
+        segmenter_spacing=args.segmenter_spacing, name=args.name,
         version=args.version, restart=args.restart,
         command=command_line(args),
     )

@@ -45,6 +45,7 @@ class TrainOptions:
     val_fraction: float = 0.1
     recipe: str = "cpu"
     crop: str | None = None
+    segmenter_spacing: float | None = None
     name: str | None = None
     version: str = "1.0.0"
     restart: bool = False
@@ -99,6 +100,8 @@ def train(options: TrainOptions, report=None, log_to_stderr: bool = False) -> Pa
     recipe = config.setdefault("training", {}).setdefault("recipe", recipe_config(options.recipe)["training"]["recipe"])
     if options.crop:
         recipe.setdefault("segmenter", {})["crop"] = options.crop
+    if options.segmenter_spacing:
+        _set_segmenter_spacing(config["stages"]["segmenter"], float(options.segmenter_spacing))
     stages = ["localizer", "segmenter"] if options.stage == "both" else [options.stage]
     settings = {s: training_settings(config, s) for s in ("localizer", "segmenter")}
     if parent:
@@ -112,6 +115,7 @@ def train(options: TrainOptions, report=None, log_to_stderr: bool = False) -> Pa
         "split": {"train": train_ids, "validation": val_ids}, "seed": options.seed, "stages": stages,
         "recipe": options.recipe if not parent else None, "settings": settings,
         "parent": parent.provenance()["sha256"] if parent else None,
+        "segmenter_spacing_mm": config["stages"]["segmenter"]["spacing_xyz_mm"],
     }  # the budget is not part of it: a run may be continued with a longer (or shorter) one
     work = WorkFolder(work_folder_for(output))
     resumed = work.claim(identity, options.restart)
@@ -139,6 +143,15 @@ def train(options: TrainOptions, report=None, log_to_stderr: bool = False) -> Pa
             if metrics:
                 log("localizer ROI validation: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
     return _write_bundle(options, config, settings, nets, states, parent, hashes, train_ids, val_ids, device, work, log)
+
+
+def _set_segmenter_spacing(stage: dict, spacing_mm: float) -> None:
+    """Set the segmenter's isotropic spacing; its inference window keeps its field of view in mm."""
+    old = np.asarray(stage["spacing_xyz_mm"], dtype=float)[::-1]  # z, y, x like the patch size
+    div = int(stage.get("size_divisor", 16))
+    stage["patch_size_zyx"] = [int(np.ceil(p * o / spacing_mm / div) * div)
+                               for p, o in zip(stage["patch_size_zyx"], old)]
+    stage["spacing_xyz_mm"] = [spacing_mm] * 3
 
 
 def _budget(options: TrainOptions, settings: dict, stage: str, n_stages: int) -> Budget:
