@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from PancreasSegLib import __version__
-from PancreasSegLib.curation.grid import geometry, grid_difference
+from PancreasSegLib.grid import geometry, geometry_difference
 from PancreasSegLib.errors import InputError
 from PancreasSegLib.labels import STANDARD_LABELS, LabelInfo
 
@@ -120,7 +120,7 @@ def write_dicom_seg(label: str | os.PathLike | sitk.Image, dicom_folder: str | o
 def _on_grid(label: sitk.Image, ct: sitk.Image, name: str | None) -> tuple[np.ndarray, bool]:
     import SimpleITK as sitk
 
-    if grid_difference(geometry(ct), geometry(label)) is None:
+    if geometry_difference(geometry(label), geometry(ct)) is None:
         return sitk.GetArrayFromImage(label), False
     source = sitk.GetArrayViewFromImage(label)
     if source.dtype.kind == "f" and not np.all(source == np.round(source)):

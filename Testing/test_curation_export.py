@@ -195,7 +195,7 @@ def _cropped(label):
 
 
 REFUSALS = {
-    "origin off by 1e-3 mm": (lambda lab: _shifted(lab, origin=1e-3), {}, "origin differs"),
+    "origin off by 0.05 mm": (lambda lab: _shifted(lab, origin=0.05), {}, "origin differs"),
     "spacing off": (lambda lab: _shifted(lab, spacing=0.01), {}, "spacing differs"),
     "direction off": (lambda lab: _shifted(lab, direction=True), {}, "direction differs"),
     "size differs": (_cropped, {}, "size differs"),

@@ -21,7 +21,7 @@ from PancreasSegLib import __version__
 from PancreasSegLib.atomic import write_json_atomic
 from PancreasSegLib.ct_checks import check_finite, check_geometry
 from PancreasSegLib.curation import journal
-from PancreasSegLib.curation.grid import geometry, grid_difference
+from PancreasSegLib.grid import geometry, geometry_difference
 from PancreasSegLib.curation.layout import (
     SUBFOLDERS,
     check_target_folder,
@@ -226,7 +226,7 @@ def _as_label(label: sitk.Image, grid: dict, labels: Mapping[str, int], name: st
     """The label as uint8 on exactly the image's grid, after checking grid and values."""
     import SimpleITK as sitk
 
-    problem = grid_difference(grid, geometry(label))
+    problem = geometry_difference(geometry(label), grid)
     if problem:
         raise InputError(f"its grid does not match the image's: {problem}", name)
     array = sitk.GetArrayFromImage(label)

@@ -15,14 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from PancreasSegLib.curation.grid import geometry, grid_difference
+from PancreasSegLib.grid import geometry, geometry_difference
 from PancreasSegLib.curation.layout import HISTORY, PROPOSALS, PROVENANCE, STAGING
 from PancreasSegLib.curation.provenance import STATUSES, array_sha256, read_provenance
 from PancreasSegLib.errors import InputError
-
-#: Provenance geometry vs. file: NIfTI stores spacing, origin and direction as float32.
-STORED_GRID_TOLERANCE = 1e-3
-
 
 @dataclass
 class VerifyResult:
@@ -226,7 +222,7 @@ def _check_case(folder: Path, case: str, ending: str, declared: set[int], has_pr
         problems.append(f"{case}: provenance status {prov.get('status')!r} is not one of {', '.join(STATUSES)}")
     recorded = prov.get("image", {})
     try:
-        problem = grid_difference(recorded, grid, STORED_GRID_TOLERANCE, STORED_GRID_TOLERANCE)
+        problem = geometry_difference(recorded, grid)
     except (KeyError, TypeError, ValueError):
         problem = "is missing or malformed"
     if problem:
@@ -242,7 +238,7 @@ def _check_case(folder: Path, case: str, ending: str, declared: set[int], has_pr
 
 def _check_label(case: str, what: str, label, array: np.ndarray, grid: dict, declared: set[int],
                  problems: list[str]) -> None:
-    problem = grid_difference(grid, geometry(label))
+    problem = geometry_difference(geometry(label), grid)
     if problem:
         problems.append(f"{case}: {what} grid does not match the image: {problem}")
     if array.dtype.kind not in "iu":
@@ -285,7 +281,7 @@ def _check_history_entry(entry: Path, case: str, declared: set[int], problems: l
     if label is None:
         return
     try:
-        problem = grid_difference(prov["image"], geometry(label), STORED_GRID_TOLERANCE, STORED_GRID_TOLERANCE)
+        problem = geometry_difference(geometry(label), prov["image"])
     except (KeyError, TypeError, ValueError):
         problem = "cannot be compared (provenance has no image grid)"
     if problem:
