@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from PancreasSegLib import __version__
-from PancreasSegLib.grid import geometry, geometry_difference
 from PancreasSegLib.errors import InputError
+from PancreasSegLib.grid import geometry, geometry_difference
 from PancreasSegLib.labels import STANDARD_LABELS, LabelInfo
 
 if TYPE_CHECKING:

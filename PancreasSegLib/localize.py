@@ -186,8 +186,8 @@ def combine_boxes(boxes: list[np.ndarray], max_gap_mm: float = 15.0, scores: lis
     The gland is long (15-20 cm from head to tail), curved and often found in pieces, so no fixed
     distance from a centre tells gland from stray. Boxes are linked instead: two boxes on the same
     or on neighbouring slices whose rectangles lie within ``max_gap_mm`` of each other belong
-    together (one missed slice between them is bridged, as along z). The group with the largest total score is the pancreas; a box on another organ,
-    apart from the chain, is left out.
+    together (one missed slice between them is bridged, as along z). The group with the largest
+    total score is the pancreas; a box on another organ, apart from the chain, is left out.
 
     Args:
         boxes: per slice (in z order, neighbours adjacent) the (k, 4) boxes x0 y0 x1 y1 above the threshold.

@@ -17,138 +17,30 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from PancreasSegLib.labels import STANDARD_LABELS, LabelInfo
 
 from .fineTune import FineTuneOptions, buildTrainArguments, bundleOutputPath, checkDataset
+from .logicTypes import (  # noqa: F401 (re-exported: the Logic's public types)
+    Callbacks,
+    ExportOptions,
+    ExportSummary,
+    ProcessRunner,
+    SceneAdapter,
+    SegmentationResult,
+    SegmentOptions,
+    number,
+)
 from .modelBundle import ModelInfo, validateModelFolder
 from .progress import STAGES, TRAIN_STAGES, JsonLinesParser, ProgressEvent, lastErrorLine
 from .roiGeometry import RoiGeometry, readRoiJson, writeRoiJson
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 REVIEW_STATUSES = ("corrected", "approved", "rejected")
-
-
-class SceneAdapter(Protocol):
-    """What the Logic needs of the scene. Node arguments are opaque to the Logic."""
-
-    def nodeName(self, node: Any) -> str: ...
-    def writeVolume(self, volumeNode: Any, path: str) -> None: ...
-    def importSegmentation(self, path: str, volumeNode: Any, name: str, labels: Sequence[LabelInfo],
-                           hidden: bool = False) -> Any: ...
-    def copySegmentation(self, segmentationNode: Any, name: str) -> Any: ...
-    def createRoi(self, name: str, roi: RoiGeometry, visible: bool) -> Any: ...
-    def readRoi(self, roiNode: Any) -> RoiGeometry: ...
-    def loadProbabilityMap(self, path: str, name: str) -> Any: ...
-    def findResult(self, volumeNode: Any) -> SegmentationResult | None: ...
-    def linkResult(self, result: SegmentationResult) -> None: ...
-    def removeNodes(self, nodes: Sequence[Any]) -> None: ...
-    def showResult(self, result: SegmentationResult) -> None: ...
-    def openSegmentEditor(self, segmentationNode: Any, volumeNode: Any) -> None: ...
-    def exportLabelmap(self, segmentationNode: Any, volumeNode: Any, path: str,
-                       labels: Sequence[LabelInfo]) -> None: ...
-    def loadVolume(self, path: str, name: str) -> Any: ...
-
-
-class ProcessRunner(Protocol):
-    """A background command (see ``processRunner.BackgroundProcess``)."""
-
-    def start(self, args: Sequence[str], onStdout: Callable[[str], None] | None = None,
-              onStderr: Callable[[str], None] | None = None,
-              onFinished: Callable[[int, str], None] | None = None,
-              env: Mapping[str, str] | None = None, cwd: str | None = None) -> None: ...
-    def cancel(self) -> None: ...
-    def isRunning(self) -> bool: ...
-    def wait(self, timeoutSeconds: float | None = None, idle: Callable[[], None] | None = None) -> int: ...
-
-
-@dataclass
-class SegmentationResult:
-    """The nodes of one result: what the user edits, the hidden proposal, the phase-1 ROI."""
-
-    volume: Any
-    segmentation: Any
-    proposal: Any = None
-    roi: Any = None
-    probabilities: Any = None
-    #: The model bundle folder that made the proposal (passed to ``export --model`` for the provenance).
-    modelPath: str | None = None
-
-    def nodes(self, keepRoi: bool = False) -> list[Any]:
-        """Every node of the result except the volume (and the ROI with ``keepRoi``)."""
-        nodes = [self.segmentation, self.proposal, self.probabilities] + ([] if keepRoi else [self.roi])
-        return [n for n in nodes if n is not None]
-
-
-@dataclass(frozen=True)
-class SegmentOptions:
-    """The choices of the Inputs and Advanced sections."""
-
-    modelPath: str
-    device: str = "auto"
-    marginMm: float = 20.0
-    showRoi: bool = True
-    keepProbabilities: bool = False
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    """The choices of the Export section."""
-
-    datasetFolder: str
-    caseId: str
-    reviewer: str = ""
-    status: str = "corrected"
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class ExportSummary:
-    """What ``pancreasseg export --json`` reported (keys ``dice``, ``volume_change_ml``, ``edited_slices``,
-    ``case_id``, ``revision``, ``history``)."""
-
-    dice: float | None
-    volumeChangeMl: float | None
-    data: dict = field(default_factory=dict)
-
-    @property
-    def editedSlices(self) -> int | None:
-        """Slices where the correction differs from the proposal (None without a proposal)."""
-        value = _number(self.data.get("edited_slices"))
-        return None if value is None else int(value)
-
-    @property
-    def text(self) -> str:
-        """One line for the UI."""
-        case = self.data.get("case_id")
-        head = f"Exported {case}" if case else "Exported"
-        revision = _number(self.data.get("revision"))
-        if revision is not None and revision > 1:
-            head += f" (revision {int(revision)}; the earlier export is kept in the dataset's history)"
-        if self.dice is None and self.volumeChangeMl is None:
-            return head + ". No proposal to compare with."
-        dice = "n/a" if self.dice is None else f"{self.dice:.3f}"
-        change = "n/a" if self.volumeChangeMl is None else f"{self.volumeChangeMl:+.1f} mL"
-        text = f"{head}. Dice vs proposal: {dice}, volume change: {change}"
-        if self.editedSlices is not None:
-            text += f", {self.editedSlices} edited slice(s)"
-        return text
-
-
-@dataclass
-class Callbacks:
-    """How a background run reports back (all optional)."""
-
-    onProgress: Callable[[float, str], None] | None = None
-    onDone: Callable[[Any], None] | None = None
-    onError: Callable[[str], None] | None = None
-    onCancelled: Callable[[], None] | None = None
-    #: The command's latest stderr line (fine-tuning: what it is doing between progress events).
-    onMessage: Callable[[str], None] | None = None
 
 
 @dataclass
@@ -513,7 +405,7 @@ class PancreasSegLogic:
             except ValueError:
                 continue
             if isinstance(data, dict):
-                return ExportSummary(_number(data.get("dice")), _number(data.get("volume_change_ml")), data)
+                return ExportSummary(number(data.get("dice")), number(data.get("volume_change_ml")), data)
         raise RuntimeError("The export command printed no JSON summary.")
 
     # -- fine-tune -------------------------------------------------------------------------------------
@@ -674,10 +566,3 @@ class PancreasSegLogic:
     def _fail(callbacks: Callbacks, message: str) -> None:
         if callbacks.onError is not None:
             callbacks.onError(message)
-
-
-def _number(value) -> float | None:
-    try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
-        return None

@@ -21,7 +21,6 @@ from PancreasSegLib import __version__
 from PancreasSegLib.atomic import write_json_atomic
 from PancreasSegLib.ct_checks import check_finite, check_geometry
 from PancreasSegLib.curation import journal
-from PancreasSegLib.grid import geometry, geometry_difference
 from PancreasSegLib.curation.layout import (
     SUBFOLDERS,
     check_target_folder,
@@ -43,6 +42,7 @@ from PancreasSegLib.curation.provenance import (
 )
 from PancreasSegLib.datasets import FILE_ENDING, NNUNET_LABELS, read_dataset_json, validate_case_id
 from PancreasSegLib.errors import Cancelled, InputError
+from PancreasSegLib.grid import geometry, geometry_difference
 
 if TYPE_CHECKING:
     import SimpleITK as sitk

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from PancreasSegLib.grid import geometry, geometry_difference
 from PancreasSegLib.curation.layout import HISTORY, PROPOSALS, PROVENANCE, STAGING
 from PancreasSegLib.curation.provenance import STATUSES, array_sha256, read_provenance
 from PancreasSegLib.errors import InputError
+from PancreasSegLib.grid import geometry, geometry_difference
+
 
 @dataclass
 class VerifyResult:
