@@ -72,6 +72,7 @@ class PancreasSegParameterNode:
     marginMm: Annotated[float, WithinRange(0.0, 100.0)] = 20.0
     showRoi: bool = True
     keepProbabilities: bool = False
+    force: bool = False
     datasetFolder: pathlib.Path
     caseId: str = ""
     reviewer: str = ""
@@ -188,7 +189,7 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def options(self) -> SegmentOptions:
         p = self._parameterNode
-        return SegmentOptions(str(p.modelPath), p.device, p.marginMm, p.showRoi, p.keepProbabilities)
+        return SegmentOptions(str(p.modelPath), p.device, p.marginMm, p.showRoi, p.keepProbabilities, p.force)
 
     def callbacks(self) -> Callbacks:
         return Callbacks(onProgress=self.onProgress, onDone=self.onSegmentDone, onError=self.onRunError,

@@ -179,6 +179,29 @@ def test_last_stderr_line_is_the_message_when_there_is_no_error_event(env, model
     assert rec.errors == ["pancreasseg segment: error: out of memory"]
 
 
+def test_force_adds_the_switch_only_when_ticked(env, model):
+    logic, _, runner, volume, _ = env
+    logic.segment(volume, SegmentOptions(str(model)))
+    assert "--force" not in runner.args
+    runner.play([], exitCode=130)
+    logic.segment(volume, SegmentOptions(str(model), force=True))
+    assert "--force" in runner.args
+
+
+def test_a_non_hu_refusal_names_the_checkbox_that_overrides_it(env, model):
+    from PancreasSegModuleLib.segmentationLogic import FORCE_CHECKBOX_TEXT
+
+    logic, _, runner, volume, _ = env
+    rec = Recorder()
+    logic.segment(volume, SegmentOptions(str(model)), rec.callbacks())
+    runner.play(['{"event": "error", "message": "in.nrrd: does not look like a CT: values 0..255 '
+                 '(use --force to segment it anyway)"}\n'], exitCode=2)
+    assert len(rec.errors) == 1 and "--force" not in rec.errors[0]
+    assert f"tick '{FORCE_CHECKBOX_TEXT}' under Advanced" in rec.errors[0]
+    ui = (Path(__file__).resolve().parents[1] / "PancreasSeg/Resources/UI/PancreasSeg.ui").read_text()
+    assert f"<string>{FORCE_CHECKBOX_TEXT}:</string>" in ui and "<string>force</string>" in ui
+
+
 def test_temporary_folder_is_removed_after_the_run(env, model, tmp_path):
     logic, _, runner, volume, _ = env
     logic.segment(volume, SegmentOptions(str(model)))

@@ -79,6 +79,8 @@ class SegmentOptions:
     marginMm: float = 20.0
     showRoi: bool = True
     keepProbabilities: bool = False
+    #: Segment a volume whose intensities do not look like Hounsfield units (``segment --force``).
+    force: bool = False
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,8 @@ from .roiGeometry import RoiGeometry, readRoiJson, writeRoiJson
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 REVIEW_STATUSES = ("corrected", "approved", "rejected")
+#: The Advanced checkbox that adds ``--force`` (named in the error a non-HU volume gets).
+FORCE_CHECKBOX_TEXT = "Segment even if not HU"
 
 
 @dataclass
@@ -123,6 +125,8 @@ class PancreasSegLogic:
             args += ["--roi", roiInPath]
         if probabilitiesPath:
             args += ["--probabilities", probabilitiesPath]
+        if options.force:
+            args.append("--force")
         return args
 
     def buildExportCommand(self, imagePath: str, labelPath: str, proposalPath: str | None,
@@ -544,6 +548,8 @@ class PancreasSegLogic:
                 return
             if exitCode != 0 or job.error is not None:
                 message = (job.error.message if job.error is not None else "") or lastErrorLine(stderr)
+                if job.kind == "segment" and "--force" in message:
+                    message = message.replace("use --force", f"tick '{FORCE_CHECKBOX_TEXT}' under Advanced")
                 self._fail(cb, message or f"The command failed (exit status {exitCode}).")
                 return
             try:
