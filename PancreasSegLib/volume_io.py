@@ -36,6 +36,9 @@ VOLUME_EXTENSIONS = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".seg.
 WRITE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha")
 #: File extensions a label map can be written to.
 LABEL_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha", ".seg.nrrd")
+#: A NIfTI whose qform and sform place the volume further apart than this (or a tenth of a voxel, if more)
+#: is refused: which of the two a program uses decides where the image is.
+QFORM_SFORM_TOLERANCE_MM = 0.01
 
 
 def read_volume(path: str | os.PathLike, series: str | None = None) -> sitk.Image:
@@ -256,11 +259,15 @@ def sitk_read(path: Path, what: str = "an image") -> sitk.Image:
 def _read_file(path: Path) -> sitk.Image:
     image = sitk_read(path)
     if full_extension(path) in (".nii", ".nii.gz"):
-        from PancreasSegLib.nifti_check import nifti_missing_bytes
+        from PancreasSegLib.nifti_check import nifti_missing_bytes, nifti_transform_disagreement
 
         missing = nifti_missing_bytes(path)
         if missing:
             raise InputError(f"truncated or corrupt NIfTI file: {missing} bytes of image data are missing", path)
+        shift = nifti_transform_disagreement(path)
+        if shift > max(QFORM_SFORM_TOLERANCE_MM, 0.1 * min(image.GetSpacing())):
+            raise InputError(f"the NIfTI qform and sform place the volume up to {shift:.3g} mm apart, so programs "
+                             "read its position differently; rewrite the header with one of them", path)
     return image
 
 

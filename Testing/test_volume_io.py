@@ -12,7 +12,7 @@ import SimpleITK as sitk
 from conftest import DIRECTIONS, make_image
 
 from PancreasSegLib.errors import InputError
-from PancreasSegLib.nifti_check import nifti_missing_bytes
+from PancreasSegLib.nifti_check import nifti_missing_bytes, nifti_transform_disagreement
 from PancreasSegLib.volume_io import (
     list_dicom_series,
     read_ct,
@@ -202,6 +202,33 @@ def test_truncated_nifti_is_an_input_error_not_a_zero_filled_volume(tmp_path, ex
     cut.write_bytes(data[: len(data) // 2])
     _assert_input_error_names(cut, "truncated")
     assert nifti_missing_bytes(full) == 0
+
+
+def _patched_nifti(source: Path, target: Path, sform_shift_mm: float = 0.0, sform_code: int | None = None) -> Path:
+    # A NIfTI-1 header with its sform moved along x (srow_x[3]) and/or its sform_code replaced.
+    import struct
+
+    header = bytearray(source.read_bytes())
+    assert struct.unpack("<i", header[:4])[0] == 348
+    (tx,) = struct.unpack("<f", header[292:296])
+    header[292:296] = struct.pack("<f", tx + sform_shift_mm)
+    if sform_code is not None:
+        header[254:256] = struct.pack("<h", sform_code)
+    target.write_bytes(bytes(header))
+    return target
+
+
+@pytest.mark.parametrize("direction_name", sorted(DIRECTIONS))
+def test_nifti_whose_qform_and_sform_disagree_is_refused(tmp_path, direction_name):
+    source = write_volume(_geometry_image(direction_name), tmp_path / "ct.nii")
+    assert nifti_transform_disagreement(source) < 1e-3  # the two written by ITK agree, on every orientation
+    moved = _patched_nifti(source, tmp_path / "moved.nii", sform_shift_mm=5.0)
+    assert nifti_transform_disagreement(moved) == pytest.approx(5.0, abs=1e-3)
+    _assert_input_error_names(moved, "qform and sform place the volume up to 5 mm apart")
+    # With the sform switched off only the qform places the volume: nothing is ambiguous.
+    only_qform = _patched_nifti(source, tmp_path / "qform.nii", sform_shift_mm=5.0, sform_code=0)
+    assert nifti_transform_disagreement(only_qform) == 0.0
+    assert read_volume(only_qform).GetSize() == read_volume(source).GetSize()
 
 
 def test_multi_member_gzip_nifti_is_complete(tmp_path):
