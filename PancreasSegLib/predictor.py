@@ -89,9 +89,15 @@ class Predictor:
         return cls(Bundle.load(path), device)
 
     def _to_device(self) -> None:
+        import torch
+
         for net in (self.bundle.localizer, self.bundle.segmenter):
             if net is not None:
                 net.to(self.device)
+        if self.device == "cpu" and self.bundle.localizer is not None:
+            # oneDNN's 2D convolutions run about 10 % faster on channels-last weights (measured on the
+            # localizer's 38-slice pass); 3D convolutions are slower that way, so the segmenter stays as it is.
+            self.bundle.localizer.to(memory_format=torch.channels_last)
 
     def predict_image(self, image: sitk.Image, roi: ROI | None = None, progress: Progress | None = None,
                       allow_empty: bool = False, margin_mm: float | None = None,
