@@ -163,6 +163,14 @@ def test_a_dataset_with_a_missing_label_exits_2_before_any_training(phantoms, tm
     assert not out.exists() and not work_folder_for(out).exists()
 
 
+@pytest.mark.parametrize("spacing", ["0", "-1", "20"])
+def test_an_impossible_segmenter_spacing_exits_2_before_any_training(phantoms, tmp_path, capsys, spacing):
+    out = tmp_path / "never"
+    assert main(["train", str(phantoms), "-o", str(out), "--recipe", "tiny", "--segmenter-spacing", spacing]) == 2
+    assert "--segmenter-spacing must be between" in capsys.readouterr().err
+    assert not out.exists() and not work_folder_for(out).exists()
+
+
 def test_split_is_seeded_case_level_and_keeps_a_training_case():
     ids = [f"c{i}" for i in range(10)]
     train_a, val_a = split_cases(ids, 1, 0.2)
