@@ -86,7 +86,14 @@ def nifti_transform_disagreement(path: str | os.PathLike) -> float:
         return 0.0
     b, c, d, qx, qy, qz = struct.unpack(endian + "6f", header[256:280])
     srows = np.array(struct.unpack(endian + "12f", header[280:328]), dtype=float).reshape(3, 4)
-    a = float(np.sqrt(max(0.0, 1.0 - (b * b + c * c + d * d))))
+    # The quaternion's first component is implied; near a half turn it is the square root of a float32
+    # rounding error, so (as the NIfTI reference code does) a remainder below 1e-7 means exactly a half turn.
+    rest = 1.0 - (b * b + c * c + d * d)
+    if rest < 1e-7:
+        norm = float(np.sqrt(b * b + c * c + d * d)) or 1.0
+        a, b, c, d = 0.0, b / norm, c / norm, d / norm
+    else:
+        a = float(np.sqrt(rest))
     rotation = np.array([[a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
                          [2 * (b * c + a * d), a * a + c * c - b * b - d * d, 2 * (c * d - a * b)],
                          [2 * (b * d - a * c), 2 * (c * d + a * b), a * a + d * d - c * c - b * b]])

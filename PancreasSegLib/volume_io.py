@@ -36,9 +36,10 @@ VOLUME_EXTENSIONS = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".seg.
 WRITE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha")
 #: File extensions a label map can be written to.
 LABEL_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha", ".seg.nrrd")
-#: A NIfTI whose qform and sform place the volume further apart than this (or a tenth of a voxel, if more)
-#: is refused: which of the two a program uses decides where the image is.
-QFORM_SFORM_TOLERANCE_MM = 0.01
+#: A NIfTI whose qform and sform place some voxel further apart than this many voxels (largest side) is
+#: refused: which of the two a program uses would decide where the image is. Below it lies the qform's own
+#: float32 precision (near a half turn its rotation is only good to about 6e-4 rad, 0.3 mm over 50 cm).
+QFORM_SFORM_TOLERANCE_VOXELS = 1.0
 
 
 def read_volume(path: str | os.PathLike, series: str | None = None) -> sitk.Image:
@@ -265,7 +266,7 @@ def _read_file(path: Path) -> sitk.Image:
         if missing:
             raise InputError(f"truncated or corrupt NIfTI file: {missing} bytes of image data are missing", path)
         shift = nifti_transform_disagreement(path)
-        if shift > max(QFORM_SFORM_TOLERANCE_MM, 0.1 * min(image.GetSpacing())):
+        if shift > QFORM_SFORM_TOLERANCE_VOXELS * max(image.GetSpacing()):
             raise InputError(f"the NIfTI qform and sform place the volume up to {shift:.3g} mm apart, so programs "
                              "read its position differently; rewrite the header with one of them", path)
     return image
