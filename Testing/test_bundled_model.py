@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 BUNDLE = Path(__file__).resolve().parents[1] / "Resources" / "Models" / "pancreas-phantom-v1"
-#: A small phantom (about 2.5 mm voxels) whose seed is outside the training seeds (1000-1039, 3000-3029).
+#: A small phantom (about 2.5 mm voxels) whose seed is outside the training seeds (1000-1039, 3000-3059).
 SEED = 7
 #: Measured when the bundle was made: Dice DICE_MEASURED on this phantom; the floor leaves room for
 #: numerical noise between CPUs and library versions, not for a worse model.
-DICE_MEASURED = 0.856
-DICE_FLOOR = 0.82
+DICE_MEASURED = 0.909
+DICE_FLOOR = 0.88
 
 
 def test_the_bundled_model_segments_a_held_out_phantom_above_its_floor():
