@@ -26,7 +26,7 @@ def _copy(bundle_dir, tmp_path):
 
 def _edit_json(folder, edit):
     manifest = folder / "model.json"
-    config = json.loads(manifest.read_text())
+    config = json.loads(manifest.read_text(encoding="utf-8"))
     edit(config)
     manifest.write_text(json.dumps(config))
 

@@ -30,11 +30,11 @@ def test_the_bundled_model_segments_a_held_out_phantom_above_its_floor():
 
 
 def test_the_bundled_model_is_small_synthetic_only_and_retrainable():
-    config = json.loads((BUNDLE / "model.json").read_text())
+    config = json.loads((BUNDLE / "model.json").read_text(encoding="utf-8"))
     assert "phantom" in config["name"]
     size = sum((BUNDLE / config["stages"][s]["weights"]["file"]).stat().st_size for s in ("localizer", "segmenter"))
     assert size <= 25 * 1024 * 1024
-    card = (BUNDLE / "MODEL_CARD.md").read_text()
+    card = (BUNDLE / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert "synthetic" in card.lower() and "pancreasseg train" in card
     seeds = {int(c["case_id"].split("_")[1]) for c in config["training"]["data"]["cases"]}
     assert min(seeds) >= 1000  # disjoint from the evaluation seeds 0-19 and from SEED

@@ -15,7 +15,7 @@ def _cmake_variables(text: str) -> dict[str, str]:
 
 def listed_files(cmake: Path) -> set[str]:
     """Files listed in MODULE_PYTHON_SCRIPTS and MODULE_PYTHON_RESOURCES, with ${MODULE_NAME} expanded."""
-    text = re.sub(r"#.*", "", cmake.read_text())
+    text = re.sub(r"#.*", "", cmake.read_text(encoding="utf-8"))
     variables = _cmake_variables(text)
     name = variables["MODULE_NAME"].strip()
     files = set()
@@ -49,7 +49,7 @@ def test_the_parser_sees_a_file_that_is_added_but_not_listed(tmp_path):
 
 
 def test_top_level_cmake_has_every_extension_field_and_the_slicer_boilerplate():
-    text = (ROOT / "CMakeLists.txt").read_text()
+    text = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
     for field in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS", "DEPENDS"):
         assert re.search(rf'set\(EXTENSION_{field} "[^"]+"\)', text), f"EXTENSION_{field} missing or empty"
     assert 'set(EXTENSION_CATEGORY "Segmentation")' in text
@@ -60,7 +60,7 @@ def test_top_level_cmake_has_every_extension_field_and_the_slicer_boilerplate():
 
 
 def test_module_cmake_builds_a_scripted_module_with_generic_tests_and_the_self_test():
-    text = (MODULE / "CMakeLists.txt").read_text()
+    text = (MODULE / "CMakeLists.txt").read_text(encoding="utf-8")
     assert "slicerMacroBuildScriptedModule(" in text and "WITH_GENERIC_TESTS" in text
     assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
 

@@ -64,7 +64,7 @@ def test_msd_converts_to_the_nnunet_layout_and_ignores_resource_forks(msd, tmp_p
     truth = sitk.ReadImage(str(msd / "labelsTr" / "pancreas_002.nii.gz"))
     assert np.array_equal(sitk.GetArrayFromImage(label), sitk.GetArrayFromImage(truth))
     assert label.GetPixelID() == sitk.sitkUInt8 and label.GetOrigin() == truth.GetOrigin()
-    meta = json.loads((out / "dataset.json").read_text())
+    meta = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
     assert meta["numTraining"] == 2 and meta["labels"] == {"background": 0, "pancreas": 1, "tumor": 2}
     assert not any(p.name.startswith(".") for p in (out / "imagesTr").iterdir())
 
@@ -174,7 +174,7 @@ def test_nih_labels_in_flipped_orientation_land_on_the_organ(nih, tmp_path):
     for getter in ("GetSize", "GetSpacing", "GetOrigin", "GetDirection"):
         assert np.allclose(getattr(label, getter)(), getattr(image, getter)())
     assert np.allclose(image.GetSpacing(), SPACING) and np.allclose(image.GetOrigin(), ORIGIN)
-    note = json.loads((out / "dataset.json").read_text())["conversion"]["nih_pancreas_0001"]
+    note = json.loads((out / "dataset.json").read_text(encoding="utf-8"))["conversion"]["nih_pancreas_0001"]
     assert "flipped along y+z" in note
 
 
@@ -189,7 +189,7 @@ def test_nih_label_with_a_correct_header_is_placed_by_its_header(nih, tmp_path):
     convert_nih(nih, tmp_path / "out")
     converted = sitk.ReadImage(str(tmp_path / "out" / "labelsTr" / "nih_pancreas_0001.nii.gz"))
     assert np.array_equal(sitk.GetArrayFromImage(converted), label)
-    assert "header" in json.loads((tmp_path / "out" / "dataset.json").read_text())["conversion"]["nih_pancreas_0001"]
+    assert "header" in json.loads((tmp_path / "out" / "dataset.json").read_text(encoding="utf-8"))["conversion"]["nih_pancreas_0001"]
 
 
 def test_nih_label_of_another_size_is_refused_naming_the_case(nih, tmp_path, capsys):

@@ -357,7 +357,7 @@ def test_a_full_disk_while_writing_json_leaves_no_partial_file(tmp_path, monkeyp
     with pytest.raises(InputError, match="roi.json: cannot be written: no space left on the device"):
         write_json_atomic(target, {"center": [0, 0, 0]})
     monkeypatch.undo()
-    assert json.loads(target.read_text()) == {"old": True}
+    assert json.loads(target.read_text(encoding="utf-8")) == {"old": True}
     only(tmp_path, "roi.json")
 
 

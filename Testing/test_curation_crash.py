@@ -65,7 +65,7 @@ def export_args(paths: dict[str, str], dataset: Path, note: str, case_id: str | 
 
 def notes_on_disk(dataset: Path) -> list[str]:
     files = list((dataset / "provenance").glob("*.json")) + list((dataset / "history").glob("*/*/provenance.json"))
-    return [json.loads(p.read_text())["note"] for p in files]
+    return [json.loads(p.read_text(encoding="utf-8"))["note"] for p in files]
 
 
 def env() -> dict[str, str]:
@@ -133,14 +133,14 @@ def test_an_export_killed_before_each_of_its_file_operations_leaves_the_old_or_t
         assert proc.returncode in (0, -signal.SIGKILL), proc.stderr
         result = verify_dataset(dataset)
         assert result.problems == [], f"killed before file operation {step}: {result.problems}"
-        live = json.loads((dataset / "provenance" / "case_0001.json").read_text())
+        live = json.loads((dataset / "provenance" / "case_0001.json").read_text(encoding="utf-8"))
         history = list((dataset / "history" / "case_0001").glob("*/provenance.json"))
         if live["note"] == "old":
             assert (live["revision"], history) == (1, [])
         else:
             assert (live["note"], live["revision"], len(history)) == ("new", 2, 1)
-            assert json.loads(history[0].read_text())["note"] == "old"
-        assert json.loads((dataset / "provenance" / "case_0002.json").read_text())["note"] == "other"
+            assert json.loads(history[0].read_text(encoding="utf-8"))["note"] == "old"
+        assert json.loads((dataset / "provenance" / "case_0002.json").read_text(encoding="utf-8"))["note"] == "other"
         if proc.returncode == 0:
             assert live["note"] == "new"
             break

@@ -65,7 +65,7 @@ def test_three_cases_and_a_re_export_make_a_dataset_that_verifies(dataset_with_t
     result = verify_dataset(dataset)
     assert result.problems == []
     assert (result.cases, result.history_entries) == (3, 1)
-    meta = json.loads((dataset / "dataset.json").read_text())
+    meta = json.loads((dataset / "dataset.json").read_text(encoding="utf-8"))
     assert meta["numTraining"] == 3
     assert meta["file_ending"] == ".nii.gz" and meta["channel_names"] == {"0": "CT"}
     assert meta["labels"] == {"background": 0, "pancreas": 1, "tumor": 2}
@@ -89,8 +89,8 @@ def test_re_export_keeps_the_earlier_label_proposal_and_provenance_in_history(da
     dataset, inputs = dataset_with_three_cases
     entries = list((dataset / "history" / "case_0001").iterdir())
     assert len(entries) == 1
-    old = json.loads((entries[0] / "provenance.json").read_text())
-    new = json.loads((dataset / "provenance" / "case_0001.json").read_text())
+    old = json.loads((entries[0] / "provenance.json").read_text(encoding="utf-8"))
+    new = json.loads((dataset / "provenance" / "case_0001.json").read_text(encoding="utf-8"))
     assert (old["note"], old["revision"], old["status"]) == ("first pass 0", 1, "corrected")
     assert (new["note"], new["revision"], new["status"], new["reviewer"]) == ("second pass", 2, "approved", "dr-b")
     assert new["created"] == old["created"] and new["updated"] > old["updated"]
@@ -113,7 +113,7 @@ def test_provenance_records_geometry_effort_and_the_model_bundle(tmp_path):
     paths = write_case(tmp_path / "in", 4, direction=DIRECTIONS["oblique"])
     result = export_case(paths["image"], paths["label"], tmp_path / "ds", proposal=paths["proposal"],
                          model=bundle, reviewer="dr-c", note="tail edited")
-    prov = json.loads((tmp_path / "ds" / "provenance" / f"{result.case_id}.json").read_text())
+    prov = json.loads((tmp_path / "ds" / "provenance" / f"{result.case_id}.json").read_text(encoding="utf-8"))
     assert prov["model"] == {"name": "pancreas-phantom", "version": "1.2.0", "weights": {
         "localizer.safetensors": hashlib.sha256(b"weights-1").hexdigest(), "segmenter.safetensors": digest}}
     image = sitk.ReadImage(str(paths["image"]))
@@ -159,7 +159,7 @@ def test_automatic_case_ids_count_up_and_are_never_reused(tmp_path):
     export_case(paths["image"], paths["label"], tmp_path / "ds", case_id="case_0007")
     ids.append(export_case(paths["image"], paths["label"], tmp_path / "ds").case_id)
     assert ids == ["case_0001", "case_0002", "case_0008"]
-    assert "ct0" not in json.dumps(json.loads((tmp_path / "ds" / "dataset.json").read_text()))
+    assert "ct0" not in json.dumps(json.loads((tmp_path / "ds" / "dataset.json").read_text(encoding="utf-8")))
 
 
 def test_a_label_within_the_grid_tolerance_is_written_on_the_image_grid_exactly(tmp_path):
@@ -273,7 +273,7 @@ def test_a_dicom_series_is_exported_without_any_patient_data_or_uid(tmp_path):
     uid = write_dicom_series(tmp_path / "dicom", image)
     dataset = tmp_path / "ds"
     result = export_case(tmp_path / "dicom", label, dataset, proposal=proposal, reviewer="dr-a")
-    prov = json.loads((dataset / "provenance" / f"{result.case_id}.json").read_text())
+    prov = json.loads((dataset / "provenance" / f"{result.case_id}.json").read_text(encoding="utf-8"))
     assert prov["source"] == {"kind": "dicom-series", "series_uid_sha256": sha256_text(uid)}
     assert verify_dataset(dataset).ok
     secrets = [PATIENT_NAME, PATIENT_NAME.split("^")[0], PATIENT_ID, PATIENT_BIRTH_DATE, uid]

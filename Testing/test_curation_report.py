@@ -48,7 +48,7 @@ def test_cli_report_prints_text_and_writes_plot_and_text_files(dataset, tmp_path
     assert main(["report", str(dataset), "-o", str(tmp_path / "r.png"), "--text", str(tmp_path / "r.txt")]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"Curated dataset {dataset}: 4 case(s)")
-    assert (tmp_path / "r.txt").read_text() == out and (tmp_path / "r.png").stat().st_size > 1000
+    assert (tmp_path / "r.txt").read_text(encoding="utf-8") == out and (tmp_path / "r.png").stat().st_size > 1000
     assert main(["report", str(dataset), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["cases"] == 4
     assert main(["report", str(tmp_path / "missing")]) == 2

@@ -45,7 +45,7 @@ DAMAGE = {
     "label removed": (lambda d: (d / "labelsTr/case_0002.nii.gz").unlink(), "case_0002: image without label"),
     "provenance removed": (lambda d: (d / "provenance/case_0002.json").unlink(), "case_0002: no provenance"),
     "numTraining wrong": (lambda d: (d / "dataset.json").write_text(json.dumps(
-        json.loads((d / "dataset.json").read_text()) | {"numTraining": 5})), "numTraining is 5"),
+        json.loads((d / "dataset.json").read_text(encoding="utf-8")) | {"numTraining": 5})), "numTraining is 5"),
     "undeclared value": (lambda d: _write_label(d / "labelsTr/case_0002.nii.gz", lambda a: _set(a, 7)),
                          "case_0002: label holds undeclared label value(s) 7"),
     "label edited behind our back": (lambda d: _write_label(d / "labelsTr/case_0002.nii.gz", lambda a: _set(a, 2)),
@@ -102,7 +102,7 @@ def _interrupted_export(dataset: Path) -> None:
     relabelled = sitk.GetImageFromArray(array)
     relabelled.CopyInformation(label)
     sitk.WriteImage(relabelled, str(stage / "label.nii.gz"))
-    prov = json.loads((dataset / "provenance/case_0002.json").read_text())
+    prov = json.loads((dataset / "provenance/case_0002.json").read_text(encoding="utf-8"))
     from PancreasSegLib.curation.provenance import array_sha256
 
     prov.update(revision=2, note="staged", label_sha256=array_sha256(array), comparison=None)
@@ -123,7 +123,7 @@ def test_recovery_rolls_a_committed_export_forward(dataset):
     result = verify_dataset(dataset)
     assert result.problems == []
     assert result.recovered == ["finished the interrupted export of case_0002"]
-    assert json.loads((dataset / "provenance/case_0002.json").read_text())["note"] == "staged"
+    assert json.loads((dataset / "provenance/case_0002.json").read_text(encoding="utf-8"))["note"] == "staged"
     assert not (dataset / "proposals/case_0002.nii.gz").exists()
     assert (dataset / "history/case_0002/20990101T000000.000000Z/proposal.nii.gz").is_file()
 

@@ -53,7 +53,7 @@ def test_evaluate_writes_csv_json_and_png_and_prints_a_table(folders, tmp_path, 
         ("case_c", "pancreas"), ("case_c", "tumor")]
     assert float(rows[0]["dice"]) == 1.0 and 0.5 < float(rows[2]["dice"]) < 1.0
     assert rows[4]["hd95_mm"] == ""  # empty prediction: undefined
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     hd95 = summary["summary"]["pancreas"]["hd95_mm"]
     assert hd95["n"] == 2 and hd95["n_undefined"] == 1
     dice = summary["summary"]["pancreas"]["dice"]
@@ -78,7 +78,7 @@ def test_two_single_files_are_one_case(tmp_path):
     sitk.WriteImage(label_image(shift=1), str(tmp_path / "pred.nrrd"))
     assert main(["evaluate", "--pred", str(tmp_path / "pred.nrrd"), "--ref", str(tmp_path / "ref.nii.gz"),
                  "-o", str(tmp_path / "e"), "--quiet"]) == 0
-    assert json.loads((tmp_path / "e" / "summary.json").read_text())["cases"][0]["case"] == "ref"
+    assert json.loads((tmp_path / "e" / "summary.json").read_text(encoding="utf-8"))["cases"][0]["case"] == "ref"
 
 
 def test_a_missing_prediction_is_named_and_exits_2(folders, tmp_path, capsys):
@@ -108,7 +108,7 @@ def test_a_prediction_on_another_grid_is_refused_with_the_case_named(folders, tm
     assert "case case_a" in err and "spacing" in err and "--resample" in err
     assert main(["evaluate", "--pred", str(pred), "--ref", str(ref), "-o", str(tmp_path / "e"), "--resample",
                  "--quiet"]) == 0
-    assert "resampled" in json.loads((tmp_path / "e" / "summary.json").read_text())["notes"][0]
+    assert "resampled" in json.loads((tmp_path / "e" / "summary.json").read_text(encoding="utf-8"))["notes"][0]
 
 
 def test_evaluate_runs_as_a_real_subprocess(folders, tmp_path):

@@ -299,7 +299,7 @@ def test_export_runs_the_real_export_and_shows_its_dice_and_volume_change(env, b
     for sub, name in (("imagesTr", "case_0001_0000.nii.gz"), ("labelsTr", "case_0001.nii.gz"),
                       ("proposals", "case_0001.nii.gz")):
         assert (dataset / sub / name).is_file()
-    provenance = json.loads((dataset / "provenance" / "case_0001.json").read_text())
+    provenance = json.loads((dataset / "provenance" / "case_0001.json").read_text(encoding="utf-8"))
     assert "pancreas-random-tiny" in json.dumps(provenance)
     assert list(runs.iterdir()) == []
 

@@ -198,7 +198,7 @@ def test_a_non_hu_refusal_names_the_checkbox_that_overrides_it(env, model):
                  '(use --force to segment it anyway)"}\n'], exitCode=2)
     assert len(rec.errors) == 1 and "--force" not in rec.errors[0]
     assert f"tick '{FORCE_CHECKBOX_TEXT}' under Advanced" in rec.errors[0]
-    ui = (Path(__file__).resolve().parents[1] / "PancreasSeg/Resources/UI/PancreasSeg.ui").read_text()
+    ui = (Path(__file__).resolve().parents[1] / "PancreasSeg/Resources/UI/PancreasSeg.ui").read_text(encoding="utf-8")
     assert f"<string>{FORCE_CHECKBOX_TEXT}:</string>" in ui and "<string>force</string>" in ui
 
 
@@ -275,7 +275,7 @@ def test_rerun_inside_roi_writes_the_moved_roi_in_lps_and_keeps_the_roi_node(env
     captured = {}
 
     def check():
-        captured.update(json.loads(Path(runner.argument("--roi")).read_text()))
+        captured.update(json.loads(Path(runner.argument("--roi")).read_text(encoding="utf-8")))
         writeFakeOutput(runner.args)
 
     rec = Recorder()

@@ -130,7 +130,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     try:  # a zombie still answers kill(0); it is dead for our purpose
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+        return Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").split()[2] != "Z"
     except OSError:
         return True
 
@@ -154,7 +154,7 @@ def test_closing_the_scene_during_a_real_run_kills_the_process_tree_and_removes_
     deadline = time.monotonic() + 30
     while not (run_folder / "pids").is_file() and time.monotonic() < deadline:
         time.sleep(0.05)
-    pids = [int(p) for p in (run_folder / "pids").read_text().split()]
+    pids = [int(p) for p in (run_folder / "pids").read_text(encoding="utf-8").split()]
     assert all(_alive(pid) for pid in pids)
     logic.shutdown(timeoutSeconds=20)
     # shutdown() waits for the direct child; the signal reaches the rest of the group asynchronously.
@@ -167,7 +167,7 @@ def test_closing_the_scene_during_a_real_run_kills_the_process_tree_and_removes_
 
 
 def test_the_widget_shuts_the_logic_down_on_scene_close_and_cleanup():
-    tree = ast.parse((MODULE / "PancreasSeg.py").read_text())
+    tree = ast.parse((MODULE / "PancreasSeg.py").read_text(encoding="utf-8"))
     widget = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "PancreasSegWidget")
     methods = {n.name: ast.unparse(n) for n in widget.body if isinstance(n, ast.FunctionDef)}
     assert "self.logic.shutdown(" in methods["onSceneStartClose"]

@@ -21,12 +21,12 @@ CHECKED_SLICER_UTIL = {"loadUI", "childWidgetVariables", "tryWithErrorDisplay", 
 
 
 def _source(name: str) -> str:
-    return (MODULE / name).read_text()
+    return (MODULE / name).read_text(encoding="utf-8")
 
 
 def test_every_module_file_parses():
     for path in MODULE.rglob("*.py"):
-        ast.parse(path.read_text(), filename=str(path))
+        ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (MODULE / "PancreasSegModuleLib").glob("*.py")
@@ -57,7 +57,7 @@ def test_self_test_runs_the_real_logic_and_has_no_switch_to_turn_it_off():
 def test_only_checked_slicer_util_functions_are_called():
     used = set()
     for path in MODULE.rglob("*.py"):
-        used |= set(re.findall(r"slicer\.util\.(\w+)", path.read_text()))
+        used |= set(re.findall(r"slicer\.util\.(\w+)", path.read_text(encoding="utf-8")))
     unchecked = used - CHECKED_SLICER_UTIL
     assert not unchecked, f"check these against Slicer's source and list them in docs/slicer.md: {unchecked}"
 

@@ -45,14 +45,14 @@ def test_widget_names_are_unique():
 
 
 def test_every_self_ui_name_used_by_the_module_exists_in_the_ui_file():
-    used = set(re.findall(r"self\.ui\.(\w+)", (MODULE / "PancreasSeg.py").read_text()))
+    used = set(re.findall(r"self\.ui\.(\w+)", (MODULE / "PancreasSeg.py").read_text(encoding="utf-8")))
     assert used, "the module uses no widgets?"
     missing = sorted(used - set(widgets()))
     assert not missing, f"used in PancreasSeg.py but not in the .ui file: {missing}"
 
 
 def _parameter_fields() -> dict[str, str]:
-    tree = ast.parse((MODULE / "PancreasSeg.py").read_text())
+    tree = ast.parse((MODULE / "PancreasSeg.py").read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and any(
                 getattr(d, "id", None) == "parameterNodeWrapper" for d in node.decorator_list):
@@ -108,7 +108,7 @@ def test_the_model_note_is_a_visible_label_that_says_phantoms_and_research_use_o
     text = label.find("property[@name='text']").findtext("string")
     assert "synthetic phantoms" in text and "research use only" in text
     # ... and the widget keeps it in step with the selected model's own description.
-    source = (MODULE / "PancreasSeg.py").read_text()
+    source = (MODULE / "PancreasSeg.py").read_text(encoding="utf-8")
     assert "self.ui.modelWarningLabel.text = info.warning" in source
 
 

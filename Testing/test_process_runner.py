@@ -72,10 +72,10 @@ def test_cancel_kills_the_process_and_its_child(tmp_path):
     out, finished = [], []
     runner.start([sys.executable, "-c", code], onStdout=out.append, onFinished=lambda c, e: finished.append(c))
     deadline = time.monotonic() + 60
-    while not (out and pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
+    while not (out and pidfile.exists() and pidfile.read_text(encoding="utf-8")) and time.monotonic() < deadline:
         runner.poll()
         time.sleep(0.05)
-    childPid, parentPid = int(pidfile.read_text()), runner.pid
+    childPid, parentPid = int(pidfile.read_text(encoding="utf-8")), runner.pid
     assert _alive(childPid) and _alive(parentPid)
     runner.cancel()
     assert runner.wait(timeoutSeconds=30) == CANCELLED_EXIT_CODE

@@ -16,7 +16,7 @@ def test_roi_json_round_trip_is_exact(tmp_path):
     roi = ROI((12.5, -30.25, 101.0), (140.0, 100.0, 90.0),
               ((0.0, 1.0, 0.0), (-1.0, 0.0, 0.0), (0.0, 0.0, 1.0)), margin_mm=20.0)
     path = write_roi(roi, tmp_path / "roi.json")
-    data = json.loads(path.read_text())
+    data = json.loads(path.read_text(encoding="utf-8"))
     assert data == {"coordinate_system": "LPS", "center": [12.5, -30.25, 101.0], "size": [140.0, 100.0, 90.0],
                     "axes": [[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], "margin_mm": 20.0}
     assert read_roi(path) == roi

@@ -33,7 +33,7 @@ def copy_bundle(bundle: Path, tmp_path: Path) -> Path:
 
 def edit_weights_entry(folder: Path, stage: str, **fields) -> None:
     manifest = folder / "model.json"
-    config = json.loads(manifest.read_text())
+    config = json.loads(manifest.read_text(encoding="utf-8"))
     config["stages"][stage]["weights"].update(fields)
     manifest.write_text(json.dumps(config))
 

@@ -75,7 +75,7 @@ def test_the_jsonl_stream_is_one_object_per_line_and_ends_with_done(files, tmp_p
     assert done["event"] == "done"
     assert done["outputs"]["segmentation"] == str(out) and out.is_file()
     assert done["outputs"]["roi"] == str(roi_out)
-    assert done["roi"] == json.loads(roi_out.read_text())
+    assert done["roi"] == json.loads(roi_out.read_text(encoding="utf-8"))
     assert done["roi"]["coordinate_system"] == "LPS" and done["roi"]["margin_mm"] == 20.0
     assert done["seconds"] > 0 and done["found"] is True
 

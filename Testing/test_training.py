@@ -69,7 +69,7 @@ def test_model_json_records_the_cases_with_their_hashes_the_split_and_the_seed(t
     from PancreasSegLib.bundle import sha256_file
     from PancreasSegLib.datasets import image_path, label_path
 
-    config = json.loads((trained / "model.json").read_text())
+    config = json.loads((trained / "model.json").read_text(encoding="utf-8"))
     record = config["training"]
     cases = {c["case_id"]: c for c in record["data"]["cases"]}
     assert sorted(cases) == [f"phantom_{s:05d}" for s in SEEDS]
@@ -95,14 +95,14 @@ def test_an_interrupted_run_continues_from_its_checkpoint(phantoms, tmp_path):
     first = options(phantoms, out, stage="segmenter", epochs=2, stop_after=1)  # 2 epochs of 2 iterations
     with pytest.raises(Interrupted):
         train(first)
-    state = json.loads((work_folder_for(out) / "checkpoints" / "segmenter" / "state.json").read_text())
+    state = json.loads((work_folder_for(out) / "checkpoints" / "segmenter" / "state.json").read_text(encoding="utf-8"))
     assert state["iteration"] == 1 and not state["done"]
     assert not out.exists()  # no bundle until training is complete
     train(options(phantoms, out, stage="segmenter", epochs=2))
-    record = json.loads((out / "model.json").read_text())["training"]
+    record = json.loads((out / "model.json").read_text(encoding="utf-8"))["training"]
     assert record["stages"]["segmenter"]["iterations"] == 4
     assert [h["iteration"] for h in record["stages"]["segmenter"]["history"]] == [2, 4]
-    assert "segmenter: resuming at iteration 1" in (out / "train.log").read_text()
+    assert "segmenter: resuming at iteration 1" in (out / "train.log").read_text(encoding="utf-8")
 
 
 def test_a_different_run_into_the_same_work_folder_is_refused(phantoms, tmp_path):
@@ -118,7 +118,7 @@ def test_fine_tuning_from_a_bundle_records_its_parent(trained, phantoms, tmp_pat
 
     parent = Bundle.load(trained)
     out = train(options(phantoms, tmp_path / "tuned", stage="segmenter", init=trained))
-    config = json.loads((out / "model.json").read_text())
+    config = json.loads((out / "model.json").read_text(encoding="utf-8"))
     assert config["training"]["parent"] == {"name": "tiny-model", "version": "1.0.0",
                                            "sha256": parent.provenance()["sha256"]}
     assert config["training"]["stages_not_trained"] == {"localizer": "copied from the parent bundle"}
@@ -128,17 +128,17 @@ def test_fine_tuning_from_a_bundle_records_its_parent(trained, phantoms, tmp_pat
     assert all(torch.allclose(same[k].float(), v.float(), atol=1e-3) for k, v in parent.localizer.state_dict().items())
     seg_parent, seg_tuned = parent.segmenter.state_dict(), tuned.segmenter.state_dict()
     assert any(not torch.equal(seg_parent[k], seg_tuned[k]) for k in seg_parent if seg_parent[k].is_floating_point())
-    assert "Fine-tuned from `tiny-model`" in (out / "MODEL_CARD.md").read_text()
+    assert "Fine-tuned from `tiny-model`" in (out / "MODEL_CARD.md").read_text(encoding="utf-8")
 
 
 def test_fine_tuning_at_a_new_segmenter_spacing_keeps_the_window_field_of_view(trained, phantoms, tmp_path):
     from PancreasSegLib.bundle import Bundle
     from PancreasSegLib.predictor import Predictor
 
-    parent = json.loads((trained / "model.json").read_text())["stages"]["segmenter"]
+    parent = json.loads((trained / "model.json").read_text(encoding="utf-8"))["stages"]["segmenter"]
     spacing = parent["spacing_xyz_mm"][0] * 0.75
     out = train(options(phantoms, tmp_path / "finer", stage="segmenter", init=trained, segmenter_spacing=spacing))
-    stage = json.loads((out / "model.json").read_text())["stages"]["segmenter"]
+    stage = json.loads((out / "model.json").read_text(encoding="utf-8"))["stages"]["segmenter"]
     assert stage["spacing_xyz_mm"] == [spacing] * 3
     div = stage.get("size_divisor", 16)
     for new, old, old_mm in zip(stage["patch_size_zyx"], parent["patch_size_zyx"], parent["spacing_xyz_mm"][::-1]):
@@ -233,24 +233,24 @@ def test_ctrl_c_on_the_command_line_checkpoints_and_the_same_command_finishes(ph
     err = proc.communicate(timeout=120)[1]
     assert proc.returncode == 130, err
     assert "run the same command again to continue" in err
-    stopped_at = json.loads(state.read_text())["iteration"]
+    stopped_at = json.loads(state.read_text(encoding="utf-8"))["iteration"]
     assert 0 < stopped_at < 800 and not out.exists()
     # Continued with a budget that is already used up, it writes the bundle at once, counting on from the checkpoint.
     short = command[:command.index("--epochs") + 1] + ["1"] + command[command.index("--epochs") + 2:]
     finish = subprocess.run(short, env=env, capture_output=True, text=True, timeout=240)
     assert finish.returncode == 0, finish.stderr
-    record = json.loads((out / "model.json").read_text())["training"]
+    record = json.loads((out / "model.json").read_text(encoding="utf-8"))["training"]
     assert record["stages"]["segmenter"]["iterations"] == stopped_at
-    assert f"segmenter: resuming at iteration {stopped_at}" in (out / "train.log").read_text()
+    assert f"segmenter: resuming at iteration {stopped_at}" in (out / "train.log").read_text(encoding="utf-8")
 
 
 def test_a_finished_stage_continues_when_the_budget_grows(phantoms, tmp_path):
     out = tmp_path / "longer"
     train(options(phantoms, out, stage="segmenter", epochs=1))
     train(options(phantoms, out, stage="segmenter", epochs=2))
-    record = json.loads((out / "model.json").read_text())["training"]
+    record = json.loads((out / "model.json").read_text(encoding="utf-8"))["training"]
     assert record["stages"]["segmenter"]["iterations"] == 4
-    assert "segmenter: resuming at iteration 2" in (out / "train.log").read_text()
+    assert "segmenter: resuming at iteration 2" in (out / "train.log").read_text(encoding="utf-8")
 
 
 def test_fine_tuning_on_an_exported_curated_set_records_its_cases_and_segments(trained, tmp_path):
@@ -270,7 +270,7 @@ def test_fine_tuning_on_an_exported_curated_set_records_its_cases_and_segments(t
     out = tmp_path / "curated-v2"
     assert main(["train", str(curated), "-o", str(out), "--init", str(trained), "--recipe", "tiny",
                  "--epochs", "1", "--device", "cpu", "--val-fraction", "0.34", "--progress", "none"]) == 0
-    config = json.loads((out / "model.json").read_text())
+    config = json.loads((out / "model.json").read_text(encoding="utf-8"))
     assert config["training"]["parent"]["name"] == "tiny-model"
     recorded = {c["case_id"]: c for c in config["training"]["data"]["cases"]}
     assert sorted(recorded) == ["case_0001", "case_0002", "case_0003"]
