@@ -189,7 +189,8 @@ def test_nih_label_with_a_correct_header_is_placed_by_its_header(nih, tmp_path):
     convert_nih(nih, tmp_path / "out")
     converted = sitk.ReadImage(str(tmp_path / "out" / "labelsTr" / "nih_pancreas_0001.nii.gz"))
     assert np.array_equal(sitk.GetArrayFromImage(converted), label)
-    assert "header" in json.loads((tmp_path / "out" / "dataset.json").read_text(encoding="utf-8"))["conversion"]["nih_pancreas_0001"]
+    meta = json.loads((tmp_path / "out" / "dataset.json").read_text(encoding="utf-8"))
+    assert "header" in meta["conversion"]["nih_pancreas_0001"]
 
 
 def test_nih_label_of_another_size_is_refused_naming_the_case(nih, tmp_path, capsys):
