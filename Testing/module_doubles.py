@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ if str(MODULE_DIR) not in sys.path:
 
 from PancreasSegModuleLib.roiGeometry import RoiGeometry  # noqa: E402
 from PancreasSegModuleLib.segmentationLogic import SegmentationResult  # noqa: E402
+
+from PancreasSegLib.labels import PANCREAS  # noqa: E402
 
 
 @dataclass(eq=False)
@@ -140,3 +143,17 @@ def writeFakeOutput(args, content=b"label"):
 def copyModel(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+def writeFakeBundle(folder: Path, name: str = "pancreas-phantom-v1", description: str = "",
+                    labels=(PANCREAS,)) -> Path:
+    """A model folder the module's light check accepts: model.json and two one-byte weights files."""
+    folder.mkdir(parents=True)
+    manifest = {"name": name, "version": "1.0", "description": description,
+                "labels": [label.to_json() for label in labels],
+                "stages": {"localizer": {"weights": {"file": "localizer.safetensors"}},
+                           "segmenter": {"weights": {"file": "segmenter.safetensors"}}}}
+    (folder / "model.json").write_text(json.dumps(manifest), encoding="utf-8")
+    for weights in ("localizer.safetensors", "segmenter.safetensors"):
+        (folder / weights).write_bytes(b"\0")
+    return folder

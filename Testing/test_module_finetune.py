@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from module_doubles import FakeRunner, FakeScene, writeFakeOutput
+from module_doubles import FakeRunner, FakeScene, writeFakeBundle, writeFakeOutput
 from PancreasSegModuleLib import dependencies
 from PancreasSegModuleLib.modelBundle import validateModelFolder
 from PancreasSegModuleLib.roiGeometry import RoiGeometry
@@ -21,23 +21,10 @@ from PancreasSegModuleLib.segmentationLogic import (
     SegmentOptions,
 )
 
-from PancreasSegLib.labels import PANCREAS
-
-
-def _bundle(folder: Path, name: str = "pancreas-phantom-v1", description: str = "") -> Path:
-    folder.mkdir(parents=True)
-    manifest = {"name": name, "version": "1.0", "description": description, "labels": [PANCREAS.to_json()],
-                "stages": {"localizer": {"weights": {"file": "localizer.safetensors"}},
-                           "segmenter": {"weights": {"file": "segmenter.safetensors"}}}}
-    (folder / "model.json").write_text(json.dumps(manifest))
-    for weights in ("localizer.safetensors", "segmenter.safetensors"):
-        (folder / weights).write_bytes(b"\0")
-    return folder
-
 
 @pytest.fixture
 def model(tmp_path):
-    return _bundle(tmp_path / "models" / "pancreas-phantom-v1")
+    return writeFakeBundle(tmp_path / "models" / "pancreas-phantom-v1")
 
 
 @pytest.fixture
@@ -122,12 +109,12 @@ def test_fine_tune_refuses_bad_names_budgets_and_datasets_before_anything_runs(e
     assert runner.args is None and asked == [] and list(runs.iterdir()) == []
 
 
-def test_fine_tune_refuses_a_folder_that_is_not_a_curated_dataset_and_an_existing_bundle(env, model, dataset,
+def test_fine_tune_refuses_a_folder_that_is_not_a_curated_dataset_and_an_existingwriteFakeBundle(env, model, dataset,
                                                                                          tmp_path):
     logic, _, runner, _, _, _ = env
     with pytest.raises(ValueError, match="not a curated dataset"):
         logic.fineTune(str(model), FineTuneOptions(str(tmp_path), "v2"))
-    _bundle(dataset.parent / "taken")
+    writeFakeBundle(dataset.parent / "taken")
     with pytest.raises(ValueError, match="already exists"):
         logic.fineTune(str(model), FineTuneOptions(str(dataset), "taken"))
     assert runner.args is None
@@ -155,7 +142,7 @@ def test_successful_fine_tune_registers_the_new_bundle_as_a_model_choice(env, mo
     logic.fineTune(str(model), FineTuneOptions(str(dataset), "v2"), rec.callbacks())
     output = runner.argument("-o")
     runner.play([_event(event="done", outputs={"bundle": output}, roi=None, seconds=1.0)],
-                before_finish=lambda: _bundle(Path(output), name="v2"))
+                before_finish=lambda: writeFakeBundle(Path(output), name="v2"))
     assert rec.errors == [] and len(rec.done) == 1
     info = rec.done[0]
     assert str(info.path) == output and info.name == "v2"
@@ -252,7 +239,7 @@ def test_export_passes_the_model_that_made_the_proposal(env, model, tmp_path):
 # -- what the UI says about the model -----------------------------------------------------------------------
 
 def test_the_bundled_phantom_model_carries_the_phantom_research_use_note(tmp_path):
-    info = validateModelFolder(_bundle(tmp_path / "m", description="Two-phase pancreas model trained on "
+    info = validateModelFolder(writeFakeBundle(tmp_path / "m", description="Two-phase pancreas model trained on "
                                                                    "synthetic phantoms."))
     assert info.trainedOnPhantoms
     assert "trained on synthetic phantoms" in info.warning.lower() and "research use only" in info.warning
@@ -260,9 +247,9 @@ def test_the_bundled_phantom_model_carries_the_phantom_research_use_note(tmp_pat
 
 
 def test_a_random_bundle_is_called_untrained_and_another_model_still_research_use_only(tmp_path):
-    random = validateModelFolder(_bundle(tmp_path / "r", name="pancreas-random-tiny",
+    random = validateModelFolder(writeFakeBundle(tmp_path / "r", name="pancreas-random-tiny",
                                          description="Untrained two-phase pancreas model (random weights)."))
     assert random.untrained and "random weights" in random.warning
-    other = validateModelFolder(_bundle(tmp_path / "o", name="curated-v2", description="Fine-tuned."))
+    other = validateModelFolder(writeFakeBundle(tmp_path / "o", name="curated-v2", description="Fine-tuned."))
     assert not other.untrained and not other.trainedOnPhantoms
     assert other.warning == "Research use only, not for clinical use."

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from module_doubles import FakeRunner, FakeScene, writeFakeOutput
+from module_doubles import FakeRunner, FakeScene, writeFakeBundle, writeFakeOutput
 from PancreasSegModuleLib.roiGeometry import RoiGeometry
 from PancreasSegModuleLib.segmentationLogic import (
     Callbacks,
@@ -25,16 +25,7 @@ ROI_LPS = {"coordinate_system": "LPS", "center": [10.0, 20.0, 30.0], "size": [60
 
 @pytest.fixture
 def model(tmp_path):
-    folder = tmp_path / "pancreas-phantom-v1"
-    folder.mkdir()
-    manifest = {"name": "pancreas-phantom-v1", "version": "1.0",
-                "labels": [PANCREAS.to_json(), TUMOR.to_json()],
-                "weights": {"localizer": {"file": "localizer.safetensors"},
-                            "segmenter": {"file": "segmenter.safetensors"}}}
-    (folder / "model.json").write_text(json.dumps(manifest))
-    for name in ("localizer.safetensors", "segmenter.safetensors"):
-        (folder / name).write_bytes(b"\0")
-    return folder
+    return writeFakeBundle(tmp_path / "pancreas-phantom-v1", labels=(PANCREAS, TUMOR))
 
 
 @pytest.fixture
