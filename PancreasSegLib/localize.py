@@ -34,6 +34,8 @@ Progress = Callable[[str, float, str], None]
 
 #: Air, for samples outside the volume.
 OUTSIDE_HU = -1024.0
+#: Largest in-plane gap (mm) between two boxes of the gland's chain (the stage's ``max_box_gap_mm``).
+MAX_BOX_GAP_MM = 15.0
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,7 @@ def best_run(hit: np.ndarray, weight: np.ndarray, max_gap: int = 1) -> tuple[int
     return max(runs, key=lambda r: float(np.sum(weight[r[0]:r[1] + 1] * hit[r[0]:r[1] + 1])))
 
 
-def combine_boxes(boxes: list[np.ndarray], max_gap_mm: float = 15.0, scores: list[np.ndarray] | None = None
+def combine_boxes(boxes: list[np.ndarray], max_gap_mm: float = MAX_BOX_GAP_MM, scores: list[np.ndarray] | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Union of the chain of per-slice boxes (LPS mm) the pancreas forms, without stray boxes.
 
@@ -197,6 +199,8 @@ def combine_boxes(boxes: list[np.ndarray], max_gap_mm: float = 15.0, scores: lis
     Returns:
         (lower xy, upper xy) in mm.
     """
+    from scipy.sparse.csgraph import connected_components
+
     flat = [(i, b) for i, slice_boxes in enumerate(boxes) for b in np.asarray(slice_boxes, float).reshape(-1, 4)]
     if not flat:
         raise ValueError("no boxes to combine")
@@ -208,23 +212,14 @@ def combine_boxes(boxes: list[np.ndarray], max_gap_mm: float = 15.0, scores: lis
     gap_x = np.maximum(0.0, np.maximum(rects[:, None, 0] - rects[None, :, 2], rects[None, :, 0] - rects[:, None, 2]))
     gap_y = np.maximum(0.0, np.maximum(rects[:, None, 1] - rects[None, :, 3], rects[None, :, 1] - rects[:, None, 3]))
     linked = (np.hypot(gap_x, gap_y) <= max_gap_mm) & (np.abs(slice_of[:, None] - slice_of[None, :]) <= 2)
-    group = np.full(len(flat), -1)
-    for start in range(len(flat)):
-        if group[start] >= 0:
-            continue
-        group[start], todo = start, [start]
-        while todo:
-            k = todo.pop()
-            for j in np.flatnonzero(linked[k] & (group < 0)):
-                group[j] = start
-                todo.append(int(j))
-    best = max(set(group.tolist()), key=lambda g: float(weight[group == g].sum()))
+    _, group = connected_components(linked, directed=False)
+    best = int(np.argmax(np.bincount(group, weights=weight)))
     kept = rects[group == best]
     return kept[:, :2].min(axis=0), kept[:, 2:].max(axis=0)
 
 
 def roi_from_detections(found: Detections, threshold: float, step: float, margin_mm: float,
-                        max_gap_mm: float = 15.0) -> tuple[np.ndarray, np.ndarray] | None:
+                        max_gap_mm: float = MAX_BOX_GAP_MM) -> tuple[np.ndarray, np.ndarray] | None:
     """The LPS box (lower, upper) the detections support, margin included; ``None`` when nothing passed.
 
     Slices are assumed sorted by z; ``step`` is the sampling distance around each hit slice that the
@@ -290,7 +285,7 @@ def find_box(image: sitk.Image, model: torch.nn.Module, stage: dict[str, Any], d
         slices = window(sample_slices(image, grid, chunk), stage["hu_window"])
         for zz, (boxes, scores) in zip(chunk, detect(model, slices, device, batch)):
             found.add(zz, grid.pixel_to_lps_xy(boxes), scores)
-    max_gap = float(stage.get("max_box_gap_mm", 15.0))
+    max_gap = float(stage.get("max_box_gap_mm", MAX_BOX_GAP_MM))
     coarse = roi_from_detections(found, threshold, step, 0.0, max_gap)
     if coarse is None:
         report("localize", 1.0, "no pancreas found")

@@ -32,11 +32,8 @@ def nifti_missing_bytes(path: str | os.PathLike) -> int:
     """
     path = Path(path)
     compressed = path.name.lower().endswith(".gz")
-    opener = gzip.open if compressed else open
-    try:
-        with opener(path, "rb") as f:
-            header = f.read(540)
-    except (OSError, EOFError, zlib.error):
+    header = _header(path)
+    if header is None:
         return 0
     expected = _expected_size(header)
     if expected is None:
@@ -65,14 +62,8 @@ def nifti_transform_disagreement(path: str | os.PathLike) -> float:
     """
     import numpy as np
 
-    path = Path(path)
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    try:
-        with opener(path, "rb") as f:
-            header = f.read(348)
-    except (OSError, EOFError, zlib.error):
-        return 0.0
-    if len(header) < 348:
+    header = _header(Path(path))
+    if header is None or len(header) < 348:
         return 0.0
     for endian in "<>":
         if struct.unpack(endian + "i", header[:4])[0] == 348:
@@ -103,6 +94,16 @@ def nifti_transform_disagreement(path: str | os.PathLike) -> float:
     corners = np.array([[i, j, k, 1.0] for i in (0, size[0] - 1) for j in (0, size[1] - 1) for k in (0, size[2] - 1)])
     shift = np.linalg.norm(corners @ (qform - srows).T, axis=1).max()
     return float(shift) if np.isfinite(shift) else float("inf")
+
+
+def _header(path: Path) -> bytes | None:
+    # The first 540 bytes (a NIfTI-2 header; NIfTI-1 uses 348), decompressed; None when unreadable.
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            return f.read(540)
+    except (OSError, EOFError, zlib.error):
+        return None
 
 
 def _expected_size(header: bytes) -> int | None:
