@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 import qt
 import slicer
 import vtk
+from PancreasSegModuleLib.libraryPath import ensureLibraryImportable
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -23,8 +24,6 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
-
-from PancreasSegModuleLib.libraryPath import ensureLibraryImportable
 
 MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
 LIBRARY_ROOT = ensureLibraryImportable(MODULE_DIR)
@@ -377,10 +376,10 @@ class PancreasSegTest(ScriptedLoadableModuleTest):
     def test_segment_phantom_with_bundled_model(self):
         import numpy as np
         import SimpleITK as sitk
+        from PancreasSegModuleLib.terminology import terminologyEntry
 
         from PancreasSegLib.labels import PANCREAS
-        from PancreasSegLib.phantom import make_phantom
-        from PancreasSegModuleLib.terminology import terminologyEntry
+        from PancreasSegLib.phantoms.generator import make_phantom
 
         self.delayDisplay("Making a phantom CT")
         image, label = make_phantom(seed=7)

@@ -17,12 +17,15 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from PancreasSegLib.errors import Cancelled
 
+#: The stages of one run, in order; the Slicer module maps them onto its progress bar.
 STAGES = ("read", "localize", "segment", "postprocess", "write")
+#: What the pipeline calls to report: ``progress(stage, fraction, message)``.
+Progress = Callable[[str, float, str], None]
 KINDS = ("bar", "jsonl", "none")
 
 

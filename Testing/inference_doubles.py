@@ -13,8 +13,9 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from PancreasSegLib.bundle import Bundle, tiny_config
 from PancreasSegLib.labels import PANCREAS
+from PancreasSegLib.model.bundle import Bundle
+from PancreasSegLib.model.configs import tiny_config
 
 #: HU of the bright "organ" and of the soft tissue around it in :func:`blob_volume`.
 BLOB_HU, TISSUE_HU = 200.0, 40.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from PancreasSegLib.baselines import dice, similar_neighbour_fraction, threshold_baseline
+from PancreasSegLib.evaluation.baselines import dice, similar_neighbour_fraction, threshold_baseline
 
 
 def _image(array, direction=(-1.0, 0, 0, 0, -1.0, 0, 0, 0, 1.0)):

@@ -6,11 +6,13 @@ import json
 
 import pytest
 import torch
+from bundle_doubles import make_random_bundle
 
-from PancreasSegLib.bundle import Bundle, load_config, make_random_bundle, save_bundle, tiny_config  # noqa: E402
 from PancreasSegLib.errors import InputError  # noqa: E402
 from PancreasSegLib.labels import PANCREAS, TUMOR  # noqa: E402
-from PancreasSegLib.models import build_localizer, build_segmenter  # noqa: E402
+from PancreasSegLib.model.bundle import Bundle, load_config, save_bundle
+from PancreasSegLib.model.configs import tiny_config  # noqa: E402
+from PancreasSegLib.model.networks import build_localizer, build_segmenter  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +106,7 @@ def test_labels_that_do_not_match_the_output_channels_are_refused(bundle_dir, tm
 
 
 def test_weights_of_another_architecture_are_refused(bundle_dir, tmp_path):
-    from PancreasSegLib.bundle import sha256_file
+    from PancreasSegLib.model.bundle import sha256_file
 
     folder = _copy(bundle_dir, tmp_path)
     other = tiny_config()
@@ -118,7 +120,7 @@ def test_weights_of_another_architecture_are_refused(bundle_dir, tmp_path):
 
 
 def test_a_pickle_disguised_as_weights_is_never_unpickled(bundle_dir, tmp_path):
-    from PancreasSegLib.bundle import sha256_file
+    from PancreasSegLib.model.bundle import sha256_file
 
     folder = _copy(bundle_dir, tmp_path)
     torch.save({"x": torch.zeros(1)}, folder / "segmenter.safetensors")

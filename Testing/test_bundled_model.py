@@ -17,9 +17,9 @@ DICE_FLOOR = 0.88
 def test_the_bundled_model_segments_a_held_out_phantom_above_its_floor():
     import SimpleITK as sitk
 
-    from PancreasSegLib.metrics import binary_metrics
-    from PancreasSegLib.phantom import make_phantom
-    from PancreasSegLib.predictor import Predictor
+    from PancreasSegLib.evaluation.metrics import binary_metrics
+    from PancreasSegLib.phantoms.generator import make_phantom
+    from PancreasSegLib.pipeline.predictor import Predictor
 
     image, label = make_phantom(SEED, preset="small")
     prediction = Predictor.from_bundle(BUNDLE, device="cpu").predict_image(image)

@@ -10,8 +10,8 @@ import pytest
 import SimpleITK as sitk
 
 from PancreasSegLib.cli import main
-from PancreasSegLib.convert import convert_msd, convert_nih
-from PancreasSegLib.datasets import list_cases
+from PancreasSegLib.datasets.convert import convert_msd, convert_nih
+from PancreasSegLib.datasets.nnunet import list_cases
 from PancreasSegLib.errors import InputError
 
 SHAPE = (8, 16, 16)  # z, y, x

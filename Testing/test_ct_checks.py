@@ -11,15 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from bundle_doubles import make_random_bundle
 from ct_samples import abdomen, write_dicom_ct
 from inference_doubles import test_config
 
-from PancreasSegLib import ct_checks
-from PancreasSegLib.bundle import make_random_bundle
+from PancreasSegLib.checks import ct as ct_checks
+from PancreasSegLib.checks.ct import check_ct, hu_problem, physical_extent
 from PancreasSegLib.cli import main
-from PancreasSegLib.ct_checks import check_ct, hu_problem, physical_extent
 from PancreasSegLib.errors import InputError
-from PancreasSegLib.volume_io import read_ct, read_volume
+from PancreasSegLib.io.volumes import read_ct, read_volume
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +191,7 @@ def test_a_volume_above_the_voxel_budget_is_refused_before_its_pixels_are_read(b
     def no_read(*args, **kwargs):
         raise AssertionError("the pixels were read")
 
-    monkeypatch.setattr("PancreasSegLib.volume_io.read_volume", no_read)
+    monkeypatch.setattr("PancreasSegLib.io.volumes.read_volume", no_read)
     monkeypatch.setenv(ct_checks.MAX_VOXELS_ENV, "10000")
     refused(capsys, segment(blind, source, tmp_path / "seg.nii.gz"), source,
             "23,040 voxels exceed the budget of 10,000", ct_checks.MAX_VOXELS_ENV)
@@ -343,7 +343,7 @@ def test_a_disk_that_fills_while_writing_leaves_the_previous_results_intact(blin
 
 
 def test_a_full_disk_while_writing_json_leaves_no_partial_file(tmp_path, monkeypatch):
-    from PancreasSegLib.atomic import write_json_atomic
+    from PancreasSegLib.io.atomic import write_json_atomic
 
     target = tmp_path / "roi.json"
     target.write_text('{"old": true}')
@@ -362,7 +362,7 @@ def test_a_full_disk_while_writing_json_leaves_no_partial_file(tmp_path, monkeyp
 
 
 def test_other_write_failures_stay_internal_errors(tmp_path, monkeypatch):
-    from PancreasSegLib.volume_io import write_labelmap
+    from PancreasSegLib.io.volumes import write_labelmap
 
     monkeypatch.setattr(sitk, "WriteImage", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
     with pytest.raises(RuntimeError, match="a bug"):

@@ -140,7 +140,7 @@ def test_recovery_discards_an_uncommitted_export(dataset):
 
 
 def test_a_plain_nnunet_dataset_without_provenance_is_checked_at_the_nnunet_level(tmp_path, capsys):
-    from PancreasSegLib.datasets import image_path, label_path, write_dataset_json
+    from PancreasSegLib.datasets.nnunet import image_path, label_path, write_dataset_json
 
     folder = tmp_path / "Dataset001_Plain"
     (folder / "imagesTr").mkdir(parents=True)

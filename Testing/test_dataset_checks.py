@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from PancreasSegLib.dataset_checks import check_training_dataset, declared_label_values
-from PancreasSegLib.datasets import image_path, label_path, write_dataset_json
+from PancreasSegLib.checks.dataset import check_training_dataset, declared_label_values
+from PancreasSegLib.datasets.nnunet import image_path, label_path, write_dataset_json
 from PancreasSegLib.errors import InputError
 
 CASES = ("case_a", "case_b", "case_c")
@@ -94,10 +94,10 @@ def test_declared_values_understand_nnunet_regions_and_msd_style():
 
 
 def test_nan_hidden_by_the_nifti_reader_is_found_in_the_file_itself(tmp_path):
-    from PancreasSegLib.ct_checks import _nifti_nonfinite
+    from PancreasSegLib.io.nifti import nifti_nonfinite
 
     array = np.zeros((6, 10, 12), np.float32)
     array[0, 0, 0] = np.nan
     array[5, 9, 11] = np.inf
     sitk.WriteImage(volume(array), str(tmp_path / "x.nii.gz"))
-    assert _nifti_nonfinite(tmp_path / "x.nii.gz", chunk_bytes=12) == 2
+    assert nifti_nonfinite(tmp_path / "x.nii.gz", chunk_bytes=12) == 2

@@ -14,8 +14,8 @@ import SimpleITK as sitk
 from curation_data import PATIENT_ID, make_case, write_dicom_series
 
 from PancreasSegLib.cli import main
-from PancreasSegLib.dicom_seg import write_dicom_seg
 from PancreasSegLib.errors import InputError
+from PancreasSegLib.outputs.dicom_seg import write_dicom_seg
 
 
 @pytest.fixture

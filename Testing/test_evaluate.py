@@ -12,7 +12,7 @@ import pytest
 import SimpleITK as sitk
 
 from PancreasSegLib.cli import main
-from PancreasSegLib.volume_io import write_labelmap
+from PancreasSegLib.io.volumes import write_labelmap
 
 
 def label_image(shift=0, empty=False, tumor=True):

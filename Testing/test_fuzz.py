@@ -21,12 +21,12 @@ import SimpleITK as sitk
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from PancreasSegLib.ct_checks import check_ct, check_size_before_reading
+from PancreasSegLib.checks.ct import check_ct, check_size_before_reading
 from PancreasSegLib.errors import InputError
-from PancreasSegLib.grid import grid_mismatch
-from PancreasSegLib.roi import ROI, read_roi, write_roi
-from PancreasSegLib.segfile import read_seg_nrrd
-from PancreasSegLib.volume_io import read_volume, write_labelmap
+from PancreasSegLib.io.grid import grid_mismatch
+from PancreasSegLib.io.segfile import read_seg_nrrd
+from PancreasSegLib.io.volumes import read_volume, write_labelmap
+from PancreasSegLib.pipeline.roi import ROI, read_roi, write_roi
 
 LONG_RUN = int(os.environ.get("PANCREASSEG_FUZZ_EXAMPLES", "0"))
 FUZZ = settings(max_examples=LONG_RUN or 40, deadline=None, derandomize=not LONG_RUN, database=None,
@@ -289,7 +289,7 @@ def test_any_label_values_are_exported_or_refused_with_the_dataset_unchanged(exp
 
 
 def test_a_header_key_that_is_not_utf8_neither_breaks_reading_nor_the_metadata_strip(tmp_path):
-    from PancreasSegLib.volume_io import without_metadata
+    from PancreasSegLib.io.images import without_metadata
 
     path = tmp_path / "odd.seg.nrrd"
     header = (b"NRRD0004\ntype: unsigned char\ndimension: 3\nsizes: 4 4 4\nencoding: raw\n"

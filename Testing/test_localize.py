@@ -8,16 +8,14 @@ import torch  # noqa: F401
 from conftest import DIRECTIONS  # noqa: E402
 from inference_doubles import ThresholdLocalizer, blob_volume, reoriented, test_config  # noqa: E402
 
-from PancreasSegLib.localize import (  # noqa: E402
+from PancreasSegLib.pipeline.phase1 import (  # noqa: E402
     Detections,
-    axial_grid,
     best_run,
-    coarse_positions,
     combine_boxes,
     localize,
     roi_from_detections,
-    sample_slices,
 )
+from PancreasSegLib.pipeline.sampling import axial_grid, coarse_positions, sample_slices  # noqa: E402
 
 
 def test_the_strongest_run_of_slices_wins_and_single_gaps_are_bridged():

@@ -10,7 +10,7 @@ import SimpleITK as sitk
 from conftest import DIRECTIONS
 
 from PancreasSegLib.errors import InputError
-from PancreasSegLib.metrics import binary_metrics, compare_labels
+from PancreasSegLib.evaluation.metrics import binary_metrics, compare_labels
 
 SPACING_ZYX = (2.5, 0.9, 0.6)
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from PancreasSegLib.bundle import tiny_config  # noqa: E402
-from PancreasSegLib.models import build_localizer, build_segmenter, default_config  # noqa: E402
+from PancreasSegLib.model.configs import (
+    default_config,
+    tiny_config,  # noqa: E402
+)
+from PancreasSegLib.model.networks import build_localizer, build_segmenter  # noqa: E402
 
 
 def test_default_segmenter_maps_a_patch_to_background_and_pancreas_logits():

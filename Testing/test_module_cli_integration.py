@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from bundle_doubles import make_random_bundle
 from module_doubles import FakeScene
 from PancreasSegModuleLib.processRunner import BackgroundProcess
 from PancreasSegModuleLib.roiGeometry import RoiGeometry
@@ -28,8 +29,8 @@ from PancreasSegModuleLib.segmentationLogic import (
     SegmentOptions,
 )
 
-from PancreasSegLib.bundle import make_random_bundle, tiny_config
-from PancreasSegLib.phantom import make_phantom
+from PancreasSegLib.model.configs import tiny_config
+from PancreasSegLib.phantoms.generator import make_phantom
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 600

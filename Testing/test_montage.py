@@ -7,8 +7,8 @@ import pytest
 import SimpleITK as sitk
 
 from PancreasSegLib.labels import PANCREAS
-from PancreasSegLib.montage import MONTAGE_SIZE, to_axis_aligned, write_montage
-from PancreasSegLib.phantom import make_phantom
+from PancreasSegLib.outputs.montage import MONTAGE_SIZE, to_axis_aligned, write_montage
+from PancreasSegLib.phantoms.generator import make_phantom
 
 
 @pytest.fixture(scope="module")

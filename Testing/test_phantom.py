@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from PancreasSegLib.baselines import similar_neighbour_fraction
-from PancreasSegLib.phantom import make_phantom, phantom_geometry
+from PancreasSegLib.evaluation.baselines import similar_neighbour_fraction
+from PancreasSegLib.phantoms.generator import make_phantom, phantom_geometry
 
 RAS = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
 
@@ -135,7 +135,7 @@ def test_label_lies_in_soft_tissue_of_the_body_in_physical_space(direction):
 
 def test_phantom_command_writes_an_nnunet_dataset(tmp_path, capsys):
     from PancreasSegLib.cli import main
-    from PancreasSegLib.datasets import list_cases, read_dataset_json
+    from PancreasSegLib.datasets.nnunet import list_cases, read_dataset_json
 
     out = tmp_path / "Dataset900_Phantom"
     assert main(["phantom", str(out), "--cases", "2", "--seed", "40", "--size", "small"]) == 0

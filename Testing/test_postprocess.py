@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from PancreasSegLib.postprocess import clean_probabilities, fill_holes, largest_component, remove_small_components
+from PancreasSegLib.pipeline.postprocess import (
+    clean_probabilities,
+    fill_holes,
+    largest_component,
+    remove_small_components,
+)
 
 
 def _two_blobs():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk  # noqa: E402
 import torch  # noqa: F401
+from bundle_doubles import make_random_bundle  # noqa: E402
 from conftest import DIRECTIONS  # noqa: E402
 from inference_doubles import (  # noqa: E402
     blob_volume,
@@ -15,10 +16,9 @@ from inference_doubles import (  # noqa: E402
     same_grid,
 )
 
-from PancreasSegLib.bundle import make_random_bundle  # noqa: E402
 from PancreasSegLib.errors import InputError, NoPancreasFound  # noqa: E402
-from PancreasSegLib.predictor import Predictor  # noqa: E402
-from PancreasSegLib.roi import ROI  # noqa: E402
+from PancreasSegLib.pipeline.predictor import Predictor  # noqa: E402
+from PancreasSegLib.pipeline.roi import ROI  # noqa: E402
 
 GRIDS = {  # (shape z, y, x), spacing x, y, z
     "isotropic": ((40, 48, 56), (1.5, 1.5, 1.5)),
@@ -174,7 +174,7 @@ def test_running_out_of_gpu_memory_falls_back_to_the_cpu(monkeypatch, capsys):
 
 def test_auto_device_is_cpu_without_an_accelerator():
 
-    from PancreasSegLib.predictor import resolve_device
+    from PancreasSegLib.model.device import resolve_device
 
     if torch.cuda.is_available():
         assert resolve_device("auto") == "cuda"

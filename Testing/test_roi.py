@@ -9,7 +9,7 @@ import pytest
 from conftest import DIRECTIONS, make_image
 
 from PancreasSegLib.errors import InputError
-from PancreasSegLib.roi import ROI, image_axes, image_lps_bounds, read_roi, write_roi
+from PancreasSegLib.pipeline.roi import ROI, image_axes, image_lps_bounds, read_roi, write_roi
 
 
 def test_roi_json_round_trip_is_exact(tmp_path):

@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from bundle_doubles import make_random_bundle
 from ct_samples import PATIENT, abdomen, write_dicom_ct
 from inference_doubles import blob_volume, test_config
 
-from PancreasSegLib.bundle import Bundle, make_random_bundle, sha256_file
 from PancreasSegLib.cli import main
 from PancreasSegLib.errors import InputError
+from PancreasSegLib.model.bundle import Bundle, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,7 +106,7 @@ def test_the_library_never_downloads_and_builds_networks_without_pretrained_weig
         for line in text.splitlines():
             if "torch.load(" in line:
                 assert "weights_only=True" in line, f"unrestricted torch.load in {path.relative_to(ROOT)}"
-    assert "torch.load(" not in sources[ROOT / "PancreasSegLib" / "bundle.py"]
+    assert "torch.load(" not in sources[ROOT / "PancreasSegLib" / "model" / "bundle.py"]
     assert "weights=None" in sources[ROOT / "PancreasSegLib" / "models.py"]
 
 
@@ -170,7 +171,7 @@ def _msd_source(tmp_path: Path, image_name: str, label_name: str) -> Path:
 @pytest.mark.parametrize("entry", ["../outside/pancreas_001.nii.gz", "/etc/passwd", "./imagesTr/../../x.nii.gz",
                                    "./imagesTr/link.nii.gz"])
 def test_a_dataset_json_training_entry_that_leaves_the_dataset_is_refused(tmp_path, entry):
-    from PancreasSegLib.convert import convert_msd
+    from PancreasSegLib.datasets.convert import convert_msd
 
     (tmp_path / "outside").mkdir()
     (tmp_path / "outside" / "pancreas_001.nii.gz").write_bytes(b"secret")
@@ -184,8 +185,8 @@ def test_a_dataset_json_training_entry_that_leaves_the_dataset_is_refused(tmp_pa
 def test_a_training_case_that_links_outside_the_dataset_is_refused(tmp_path):
     from curation_data import make_case
 
-    from PancreasSegLib.dataset_checks import check_training_dataset
-    from PancreasSegLib.datasets import write_dataset_json
+    from PancreasSegLib.checks.dataset import check_training_dataset
+    from PancreasSegLib.datasets.nnunet import write_dataset_json
 
     folder = tmp_path / "Dataset001_X"
     (folder / "imagesTr").mkdir(parents=True)

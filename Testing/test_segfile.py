@@ -12,9 +12,9 @@ import slicerio
 from conftest import DIRECTIONS, make_image
 
 from PancreasSegLib.errors import InputError
+from PancreasSegLib.io.segfile import parse_terminology_entry, read_seg_nrrd, terminology_entry, write_seg_nrrd
+from PancreasSegLib.io.volumes import write_labelmap
 from PancreasSegLib.labels import PANCREAS, TUMOR, Code
-from PancreasSegLib.segfile import parse_terminology_entry, read_seg_nrrd, terminology_entry, write_seg_nrrd
-from PancreasSegLib.volume_io import write_labelmap
 
 PANCREAS_ENTRY = ("Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical Structure"
                   "~SCT^15776009^Pancreas~^^~Anatomic codes - DICOM master list~^^~^^")

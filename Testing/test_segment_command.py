@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import SimpleITK as sitk  # noqa: E402
 import torch  # noqa: F401
+from bundle_doubles import make_random_bundle  # noqa: E402
 from inference_doubles import blob_volume, same_grid, test_config  # noqa: E402
 
-from PancreasSegLib.bundle import make_random_bundle  # noqa: E402
 from PancreasSegLib.cli import main  # noqa: E402
+from PancreasSegLib.io.volumes import read_volume  # noqa: E402
 from PancreasSegLib.progress import STAGES  # noqa: E402
-from PancreasSegLib.volume_io import read_volume  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ import SimpleITK as sitk
 from conftest import DIRECTIONS
 
 from PancreasSegLib.errors import InputError
-from PancreasSegLib.surface import write_surface
+from PancreasSegLib.outputs.surface import write_surface
 
 RADIUS = 12.0
 SPACING = (0.8, 0.7, 1.5)

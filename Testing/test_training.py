@@ -22,9 +22,9 @@ SEEDS = (900, 901, 902)
 @pytest.fixture(scope="module")
 def phantoms(tmp_path_factory):
     """Three small phantoms (about 2.5 mm voxels) as an nnU-Net v2 raw dataset."""
-    from PancreasSegLib.datasets import image_path, label_path, write_dataset_json
-    from PancreasSegLib.phantom import make_phantom
-    from PancreasSegLib.volume_io import write_labelmap, write_volume
+    from PancreasSegLib.datasets.nnunet import image_path, label_path, write_dataset_json
+    from PancreasSegLib.io.volumes import write_labelmap, write_volume
+    from PancreasSegLib.phantoms.generator import make_phantom
 
     folder = tmp_path_factory.mktemp("data") / "Dataset900_Tiny"
     (folder / "imagesTr").mkdir(parents=True)
@@ -53,8 +53,8 @@ def trained(phantoms, tmp_path_factory):
 
 
 def test_a_tiny_run_writes_a_complete_bundle_that_the_predictor_runs(trained, phantoms):
-    from PancreasSegLib.phantom import make_phantom
-    from PancreasSegLib.predictor import Predictor
+    from PancreasSegLib.phantoms.generator import make_phantom
+    from PancreasSegLib.pipeline.predictor import Predictor
 
     assert sorted(p.name for p in trained.iterdir()) == [
         "MODEL_CARD.md", "localizer.safetensors", "model.json", "segmenter.safetensors", "train.log"]
@@ -66,8 +66,8 @@ def test_a_tiny_run_writes_a_complete_bundle_that_the_predictor_runs(trained, ph
 
 
 def test_model_json_records_the_cases_with_their_hashes_the_split_and_the_seed(trained, phantoms):
-    from PancreasSegLib.bundle import sha256_file
-    from PancreasSegLib.datasets import image_path, label_path
+    from PancreasSegLib.datasets.nnunet import image_path, label_path
+    from PancreasSegLib.model.bundle import sha256_file
 
     config = json.loads((trained / "model.json").read_text(encoding="utf-8"))
     record = config["training"]
@@ -114,7 +114,7 @@ def test_a_different_run_into_the_same_work_folder_is_refused(phantoms, tmp_path
 
 
 def test_fine_tuning_from_a_bundle_records_its_parent(trained, phantoms, tmp_path):
-    from PancreasSegLib.bundle import Bundle
+    from PancreasSegLib.model.bundle import Bundle
 
     parent = Bundle.load(trained)
     out = train(options(phantoms, tmp_path / "tuned", stage="segmenter", init=trained))
@@ -132,8 +132,8 @@ def test_fine_tuning_from_a_bundle_records_its_parent(trained, phantoms, tmp_pat
 
 
 def test_fine_tuning_at_a_new_segmenter_spacing_keeps_the_window_field_of_view(trained, phantoms, tmp_path):
-    from PancreasSegLib.bundle import Bundle
-    from PancreasSegLib.predictor import Predictor
+    from PancreasSegLib.model.bundle import Bundle
+    from PancreasSegLib.pipeline.predictor import Predictor
 
     parent = json.loads((trained / "model.json").read_text(encoding="utf-8"))["stages"]["segmenter"]
     spacing = parent["spacing_xyz_mm"][0] * 0.75
@@ -191,9 +191,9 @@ def test_the_learning_rate_warms_up_then_decays_to_zero_with_the_budget():
 
 
 def test_the_segmenter_crop_holds_the_whole_label_with_a_margin():
-    from PancreasSegLib.phantom import make_phantom
+    from PancreasSegLib.model.configs import recipe_config, training_settings
+    from PancreasSegLib.phantoms.generator import make_phantom
     from PancreasSegLib.training.caches import label_lps_bounds, localizer_arrays, segmenter_arrays
-    from PancreasSegLib.training.recipes import recipe_config, training_settings
 
     image, label = make_phantom(SEEDS[1], preset="small")
     config = recipe_config("tiny")
@@ -258,8 +258,8 @@ def test_fine_tuning_on_an_exported_curated_set_records_its_cases_and_segments(t
     import SimpleITK as sitk
 
     from PancreasSegLib.curation import export_case
-    from PancreasSegLib.phantom import make_phantom
-    from PancreasSegLib.predictor import Predictor
+    from PancreasSegLib.phantoms.generator import make_phantom
+    from PancreasSegLib.pipeline.predictor import Predictor
 
     curated = tmp_path / "Dataset501_Curated"
     for seed in SEEDS:

@@ -12,14 +12,9 @@ import SimpleITK as sitk
 from conftest import DIRECTIONS, make_image
 
 from PancreasSegLib.errors import InputError
-from PancreasSegLib.nifti_check import nifti_missing_bytes, nifti_transform_disagreement
-from PancreasSegLib.volume_io import (
-    list_dicom_series,
-    read_ct,
-    read_volume,
-    write_labelmap,
-    write_volume,
-)
+from PancreasSegLib.io.dicom import list_dicom_series
+from PancreasSegLib.io.nifti import nifti_missing_bytes, nifti_transform_disagreement
+from PancreasSegLib.io.volumes import read_ct, read_volume, write_labelmap, write_volume
 
 STUDY_UID = "1.2.826.0.1.3680043.8.498.10"
 SERIES_A = "1.2.826.0.1.3680043.8.498.11"

@@ -29,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "Testing"))  # bundle_doubles: random-weight bundles for the plumbing
 
 SIZE = (512, 512, 300)  # x, y, z
 SPACING = (0.78, 0.78, 1.0)
@@ -42,10 +43,10 @@ def make_input(folder: Path, seed: int) -> tuple[Path, Path | None, str]:
     if ct.exists() and label.exists():
         return ct, label, "existing files"
     try:
-        from PancreasSegLib.phantom import make_phantom
+        from PancreasSegLib.phantoms.generator import make_phantom
 
         image, lab = make_phantom(seed, size=SIZE, spacing=SPACING, direction=(1, 0, 0, 0, 1, 0, 0, 0, 1), tumor=False)
-        source = f"PancreasSegLib.phantom.make_phantom(seed={seed})"
+        source = f"PancreasSegLib.phantoms.generator.make_phantom(seed={seed})"
     except ImportError:
         image, lab = _blob_phantom(seed)
         source = "synthetic blob (phantom generator not installed)"
@@ -77,8 +78,8 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from PancreasSegLib.errors import NoPancreasFound
-    from PancreasSegLib.predictor import Predictor
-    from PancreasSegLib.volume_io import read_volume, write_labelmap
+    from PancreasSegLib.io.volumes import read_volume, write_labelmap
+    from PancreasSegLib.pipeline.predictor import Predictor
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
     imported = time.perf_counter()
@@ -133,7 +134,7 @@ def _label_roi(label, margin: float):
     import numpy as np
     import SimpleITK as sitk
 
-    from PancreasSegLib.roi import ROI, image_axes
+    from PancreasSegLib.pipeline.roi import ROI, image_axes
 
     idx = np.argwhere(sitk.GetArrayViewFromImage(label) > 0)[:, ::-1]  # x, y, z
     corners = np.array([label.TransformContinuousIndexToPhysicalPoint([float(c) for c in p])
@@ -169,7 +170,7 @@ def main() -> int:
         ct, label, source = make_input(out, args.seed)
     bundle = args.bundle
     if bundle is None:
-        from PancreasSegLib.bundle import make_random_bundle
+        from bundle_doubles import make_random_bundle
 
         bundle = out / "random-default-bundle"
         if not (bundle / "model.json").exists():

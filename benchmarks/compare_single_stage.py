@@ -40,7 +40,7 @@ def threshold_baseline(image, low: float = 25.0, high: float = 140.0, sigma_mm: 
     """
     import SimpleITK as sitk
 
-    from PancreasSegLib.postprocess import largest_component
+    from PancreasSegLib.pipeline.postprocess import largest_component
 
     smooth = sitk.SmoothingRecursiveGaussian(sitk.Cast(image, sitk.sitkFloat32), sigma_mm)
     mask = sitk.BinaryThreshold(smooth, low, high, 1, 0)
@@ -54,7 +54,7 @@ def threshold_baseline(image, low: float = 25.0, high: float = 140.0, sigma_mm: 
 def _metrics(pred, ref) -> tuple[float, float]:
     import SimpleITK as sitk
 
-    from PancreasSegLib.metrics import binary_metrics
+    from PancreasSegLib.evaluation.metrics import binary_metrics
 
     m = binary_metrics(sitk.GetArrayViewFromImage(pred) > 0, sitk.GetArrayViewFromImage(ref) > 0,
                        ref.GetSpacing()[::-1])
@@ -93,10 +93,10 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
 
-    from PancreasSegLib.datasets import list_cases
-    from PancreasSegLib.predictor import Predictor
+    from PancreasSegLib.datasets.nnunet import list_cases
+    from PancreasSegLib.io.volumes import read_ct, read_volume
+    from PancreasSegLib.pipeline.predictor import Predictor
     from PancreasSegLib.training.localizer import roi_fraction
-    from PancreasSegLib.volume_io import read_ct, read_volume
 
     cases = list_cases(args.dataset)[: args.limit]
     two = Predictor.from_bundle(args.two_phase, args.device) if args.two_phase else None

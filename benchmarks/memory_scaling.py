@@ -24,6 +24,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "Testing"))  # bundle_doubles: random-weight bundles for the plumbing
 
 
 def synthetic_ct(slices: int, path: Path) -> int:
@@ -61,7 +62,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     options = parser.parse_args()
 
-    from PancreasSegLib.bundle import make_random_bundle, tiny_config
+    from bundle_doubles import make_random_bundle
+
+    from PancreasSegLib.model.configs import tiny_config
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main(argv=None) -> int:
     import SimpleITK as sitk
 
-    from PancreasSegLib.baselines import dice, similar_neighbour_fraction, threshold_baseline
-    from PancreasSegLib.phantom import make_phantom
+    from PancreasSegLib.evaluation.baselines import dice, similar_neighbour_fraction, threshold_baseline
+    from PancreasSegLib.phantoms.generator import make_phantom
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=10)

@@ -352,7 +352,7 @@ class PancreasSegLogic:
         Raises:
             ValueError: missing volume/segmentation, bad dataset folder, case ID or status.
         """
-        from PancreasSegLib.datasets import validate_case_id
+        from PancreasSegLib.datasets.nnunet import validate_case_id
         from PancreasSegLib.errors import InputError
 
         if volumeNode is None:
@@ -460,7 +460,7 @@ class PancreasSegLogic:
     def openCase(self, datasetFolder: str, caseId: str,
                  labels: Sequence[LabelInfo] | None = None) -> SegmentationResult:
         """Load ``imagesTr/<case>_0000`` and ``labelsTr/<case>`` (and its proposal, hidden) to review again."""
-        from PancreasSegLib.datasets import FILE_ENDING, image_path, label_path, validate_case_id
+        from PancreasSegLib.datasets.nnunet import FILE_ENDING, image_path, label_path, validate_case_id
         from PancreasSegLib.errors import InputError
 
         try:

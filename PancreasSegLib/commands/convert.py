@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from PancreasSegLib.convert import convert_msd, convert_nih
+    from PancreasSegLib.datasets.convert import convert_msd, convert_nih
 
     log = None if args.quiet else (lambda line: print(line, flush=True))
     if args.source == "msd":

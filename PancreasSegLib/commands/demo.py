@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from PancreasSegLib.commands.segment import DEFAULT_MODEL
+from PancreasSegLib.constants import default_model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,9 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from PancreasSegLib.errors import InputError
-    from PancreasSegLib.montage import write_montage
-    from PancreasSegLib.phantom import make_phantom
-    from PancreasSegLib.volume_io import write_labelmap, write_volume
+    from PancreasSegLib.io.volumes import write_labelmap, write_volume
+    from PancreasSegLib.outputs.montage import write_montage
+    from PancreasSegLib.phantoms.generator import make_phantom
 
     out = Path(args.out_dir)
     if out.exists() and not out.is_dir():
@@ -36,27 +36,25 @@ def run(args: argparse.Namespace) -> int:
     written = [image_file, write_labelmap(label, out / "phantom_label.nii.gz")]
     written.append(write_montage(image, label, out / "phantom.png",
                                  title=f"synthetic phantom, seed {args.seed}: true label"))
-    if (DEFAULT_MODEL / "model.json").is_file():
-        written += segment(image_file, label, out)
+    model = default_model()
+    if (model / "model.json").is_file():
+        written += segment(model, image_file, label, out)
     else:
-        print(f"no model bundle at {DEFAULT_MODEL}: skipped segmentation")
+        print(f"no model bundle at {model}: skipped segmentation")
     for path in written:
         print(path)
     return 0
 
 
-def segment(image_file: Path, truth, out: Path) -> list[Path]:
+def segment(model: Path, image_file: Path, truth, out: Path) -> list[Path]:
     """Segment the phantom with the default bundle, picture the result and compare it with the truth."""
-    from PancreasSegLib.metrics import compare_labels
-    from PancreasSegLib.montage import write_montage
-    from PancreasSegLib.predictor import Predictor
-    from PancreasSegLib.volume_io import read_ct
+    from PancreasSegLib.evaluation.metrics import compare_labels
+    from PancreasSegLib.pipeline.predictor import Predictor
 
-    seg_file = out / "pancreas.seg.nrrd"
-    predictor = Predictor.from_bundle(DEFAULT_MODEL)
-    prediction = predictor.predict_file(image_file, seg_file)
-    picture = write_montage(read_ct(image_file), prediction.label, out / "segmentation.png",
-                            title=f"synthetic phantom: {predictor.bundle.name} segmentation")
+    seg_file, picture = out / "pancreas.seg.nrrd", out / "segmentation.png"
+    predictor = Predictor.from_bundle(model)
+    prediction = predictor.predict_file(image_file, seg_file, snapshot_out=picture,
+                                        snapshot_title=f"synthetic phantom: {predictor.bundle.name} segmentation")
     metrics = compare_labels(prediction.label, truth)[0]["pancreas"]
     seconds = sum(prediction.seconds.values())
     print(f"{predictor.bundle.name} on {predictor.device}: Dice {metrics.dice:.3f}, HD95 {metrics.hd95_mm:.1f} mm "

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from PancreasSegLib.errors import InputError
-    from PancreasSegLib.evaluation import evaluate, print_table, write_outputs
+    from PancreasSegLib.evaluation.run import evaluate, print_table, write_outputs
 
     if not args.tolerance_mm >= 0:
         raise InputError("--tolerance-mm must be >= 0")

@@ -15,7 +15,7 @@ import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from PancreasSegLib.dicom_seg import ALGORITHM_TYPES
+    from PancreasSegLib.outputs.dicom_seg import ALGORITHM_TYPES
 
     parser.add_argument("--seg", required=True, help="the label map (.nii.gz, .nrrd, .seg.nrrd, ...)")
     parser.add_argument("--dicom", required=True, metavar="SERIES_DIR", help="folder of the source CT series")
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from PancreasSegLib.curation.provenance import model_info
-    from PancreasSegLib.dicom_seg import write_dicom_seg
+    from PancreasSegLib.outputs.dicom_seg import write_dicom_seg
 
     model = model_info(args.model) if args.model else None
     summary = write_dicom_seg(args.seg, args.dicom, args.output, series=args.series, model=model,

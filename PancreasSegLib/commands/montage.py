@@ -21,10 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from PancreasSegLib.atomic import check_output_folder
     from PancreasSegLib.errors import InputError
-    from PancreasSegLib.montage import write_montage
-    from PancreasSegLib.volume_io import read_ct, read_volume
+    from PancreasSegLib.io.atomic import check_output_folder
+    from PancreasSegLib.io.volumes import read_ct, read_volume
+    from PancreasSegLib.outputs.montage import write_montage
 
     out = Path(args.output)
     if out.suffix.lower() != ".png":

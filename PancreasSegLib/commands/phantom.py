@@ -70,7 +70,7 @@ def _collect(out: Path, results, done: set[str]) -> None:
 
 def _prepare_folder(out: Path) -> list[str]:
     """Create the dataset folders; return the IDs of the cases already there. Raises InputError when unusable."""
-    from PancreasSegLib.datasets import list_cases
+    from PancreasSegLib.datasets.nnunet import list_cases
     from PancreasSegLib.errors import InputError
 
     if out.exists() and not out.is_dir():
@@ -93,9 +93,9 @@ def make_case(out: Path, seed: int, tumor: bool | None, preset: str) -> tuple[st
     import numpy as np
     import SimpleITK as sitk
 
-    from PancreasSegLib.datasets import image_path, label_path
-    from PancreasSegLib.phantom import make_phantom
-    from PancreasSegLib.volume_io import write_labelmap, write_volume
+    from PancreasSegLib.datasets.nnunet import image_path, label_path
+    from PancreasSegLib.io.volumes import write_labelmap, write_volume
+    from PancreasSegLib.phantoms.generator import make_phantom
 
     case_id = case_id_for(seed)
     image, label = make_phantom(seed, tumor=tumor, preset=preset)
@@ -111,8 +111,8 @@ def make_case(out: Path, seed: int, tumor: bool | None, preset: str) -> tuple[st
 
 def _write_json(out: Path, case_ids: set[str]) -> None:
     from PancreasSegLib import __version__
-    from PancreasSegLib.datasets import write_dataset_json
+    from PancreasSegLib.datasets.nnunet import write_dataset_json
 
     write_dataset_json(out, sorted(case_ids), name=DATASET_NAME, description=DESCRIPTION,
-                       extra={"reference": "PancreasSegLib.phantom.make_phantom(seed); case phantom_<seed>",
+                       extra={"reference": "PancreasSegLib.phantoms.generator.make_phantom(seed); case phantom_<seed>",
                               "licence": "CC0 (synthetic)", "release": __version__})

@@ -21,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from PancreasSegLib.atomic import check_output_folder, write_text_atomic
     from PancreasSegLib.curation.report import format_text, summarize, write_report_plot
+    from PancreasSegLib.io.atomic import check_output_folder, write_text_atomic
 
     for path in (args.output, args.text):
         if path:

@@ -24,9 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-#: The model used when --model is not given: $PANCREASSEG_MODEL, else the bundled one.
-DEFAULT_MODEL = Path(os.environ.get("PANCREASSEG_MODEL") or
-                     Path(__file__).resolve().parents[2] / "Resources" / "Models" / "pancreas-phantom-v1")
+from PancreasSegLib.constants import DEFAULT_MODEL_NAME, DEVICES, default_model
+
 _FOLDER_FORMATS = (".nii.gz", ".seg.nrrd", ".nrrd")
 
 
@@ -35,8 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="OUT",
                         help="output label file (.seg.nrrd, .nii.gz, .nrrd), or a folder for several inputs")
     parser.add_argument("--model", metavar="BUNDLE_DIR", default=None,
-                        help=f"model bundle folder (default: $PANCREASSEG_MODEL or the bundled {DEFAULT_MODEL.name})")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                        help=f"model bundle folder (default: $PANCREASSEG_MODEL or the bundled {DEFAULT_MODEL_NAME})")
+    parser.add_argument("--device", default="auto", choices=DEVICES,
                         help="auto: CUDA, then MPS, then CPU (default: auto)")
     parser.add_argument("--series", metavar="UID", help="SeriesInstanceUID when a DICOM folder holds several series")
     parser.add_argument("--roi-out", metavar="ROI.json", help="write the segmented ROI (LPS box) as JSON")
@@ -82,21 +81,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, reporter) -> int:
-    from PancreasSegLib.ct_checks import max_voxels
+    from PancreasSegLib.checks.ct import max_voxels
     from PancreasSegLib.errors import InputError
 
     plan = _plan(args)
     args.max_voxels = max_voxels(args.max_voxels)
     roi = None
     if args.roi:
-        from PancreasSegLib.roi import read_roi
+        from PancreasSegLib.pipeline.roi import read_roi
 
         roi = read_roi(args.roi)
     if args.roi and args.phase2_only:
         raise InputError("--roi and --phase2-only exclude each other")
-    from PancreasSegLib.predictor import Predictor
+    from PancreasSegLib.pipeline.predictor import Predictor
 
-    model = Path(args.model) if args.model else DEFAULT_MODEL
+    model = Path(args.model) if args.model else default_model()
     predictor = Predictor.from_bundle(model, args.device)
     started = time.perf_counter()
     results = []
@@ -120,9 +119,9 @@ def _run(args: argparse.Namespace, reporter) -> int:
 
 def _plan(args: argparse.Namespace) -> list[tuple[Path, Path]]:
     """Check inputs and outputs before any work; return (input, output) pairs."""
-    from PancreasSegLib.atomic import check_output_folder, full_extension
     from PancreasSegLib.errors import InputError
-    from PancreasSegLib.volume_io import LABEL_EXTENSIONS
+    from PancreasSegLib.io.atomic import check_output_folder, full_extension
+    from PancreasSegLib.io.volumes import LABEL_EXTENSIONS
 
     inputs = [Path(p) for p in args.inputs]
     for path in inputs:
@@ -158,15 +157,15 @@ def _plan(args: argparse.Namespace) -> list[tuple[Path, Path]]:
 
 
 def _check_extension(path: str | None, allowed: tuple[str, ...], option: str) -> None:
-    from PancreasSegLib.atomic import full_extension
     from PancreasSegLib.errors import InputError
+    from PancreasSegLib.io.atomic import full_extension
 
     if path and full_extension(path) not in allowed:
         raise InputError(f"{option} must end in {' or '.join(allowed)}", path)
 
 
 def _case_name(path: Path) -> str:
-    from PancreasSegLib.atomic import full_extension
+    from PancreasSegLib.io.atomic import full_extension
 
     name = path.name[: len(path.name) - len(full_extension(path))] if path.is_file() else path.name
     # nnU-Net image files carry a channel suffix that their label files do not.
@@ -174,59 +173,11 @@ def _case_name(path: Path) -> str:
 
 
 def _segment_one(predictor, source: Path, target: Path, args, roi, reporter) -> tuple[dict[str, str], dict[str, Any]]:
-    from PancreasSegLib.ct_checks import check_ct, check_size_before_reading
-    from PancreasSegLib.errors import InputError
-    from PancreasSegLib.roi import write_roi
-    from PancreasSegLib.volume_io import read_volume, write_labelmap, write_volume
-
-    reporter("read", 0.0, f"reading {source.name}")
-    tick = time.perf_counter()
-    check_size_before_reading(source, args.series, args.max_voxels)
-    image = read_volume(source, args.series)  # as stored (often int16): never cast whole to float
-    check_ct(image, source, force=args.force, warn=lambda text: _warn(reporter, text))
-    read_s = time.perf_counter() - tick
-    reporter("read", 1.0, f"{source.name}: {image.GetSize()[0]}x{image.GetSize()[1]}x{image.GetSize()[2]}")
-    try:
-        prediction = predictor.predict_image(image, roi, reporter, args.allow_empty, args.margin_mm, args.phase2_only)
-    except InputError as exc:
-        if exc.path is None:
-            raise type(exc)(str(exc), source) from None
-        raise
-    # Everything is computed; now write. Each file goes to a staging folder next to its target and all
-    # are renamed into place only when every one is complete: a failure midway (disk full, Ctrl-C) leaves
-    # neither a partial result nor a half-replaced set of earlier results.
-    tick = time.perf_counter()
-    outputs: dict[str, str] = {}
-    surface: dict[str, Any] = {}
-    staging = _Staging()
-    try:
-        reporter("write", 0.0, f"writing {target.name}")
-        write_labelmap(prediction.label, staging.path(target), predictor.bundle.labels)
-        outputs["segmentation"] = str(target)
-        if args.roi_out and prediction.roi is not None:
-            write_roi(prediction.roi, staging.path(args.roi_out))
-            outputs["roi"] = str(args.roi_out)
-        if args.probabilities:
-            write_volume(prediction.probability_image(), staging.path(args.probabilities))
-            outputs["probabilities"] = str(args.probabilities)
-        if args.surface and prediction.found:
-            from PancreasSegLib.surface import write_surface
-
-            surface = write_surface(prediction.label, staging.path(args.surface))
-            outputs["surface"] = str(args.surface)
-        if args.snapshot:
-            from PancreasSegLib.montage import write_montage
-
-            write_montage(image, prediction.label, staging.path(args.snapshot),
-                          title=f"{source.name}: {predictor.bundle.name}")
-            outputs["snapshot"] = str(args.snapshot)
-        staging.commit()
-        reporter("write", 1.0, "written")
-        prediction.seconds = {"read": read_s, **prediction.seconds, "write": time.perf_counter() - tick}
-    except InputError as exc:
-        raise staging.renamed(exc) from None
-    finally:
-        staging.cleanup()
+    prediction = predictor.predict_file(
+        source, target, series=args.series, roi=roi, progress=reporter, allow_empty=args.allow_empty,
+        margin_mm=args.margin_mm, phase2_only=args.phase2_only, force=args.force, max_voxels=args.max_voxels,
+        roi_out=args.roi_out, probabilities_out=args.probabilities, surface_out=args.surface,
+        snapshot_out=args.snapshot, warn=lambda text: _warn(reporter, text))
     info = {
         "roi": prediction.roi.to_json() if prediction.roi is not None else None,
         "found": prediction.found,
@@ -234,9 +185,9 @@ def _segment_one(predictor, source: Path, target: Path, args, roi, reporter) -> 
         "roi_grown": prediction.grown,
         "timings": {k: round(v, 3) for k, v in prediction.seconds.items()},
     }
-    if surface:
-        info["surface_volume_ml"] = round(float(surface["volume_ml"]), 3)
-    return outputs, info
+    if prediction.surface_volume_ml is not None:
+        info["surface_volume_ml"] = round(prediction.surface_volume_ml, 3)
+    return prediction.outputs, info
 
 
 def _warn(reporter, text: str) -> None:
@@ -244,49 +195,3 @@ def _warn(reporter, text: str) -> None:
 
     print(f"pancreasseg segment: warning: {text}", file=sys.stderr)
     reporter.event("warning", message=text)
-
-
-class _Staging:
-    """Output files written under temporary names first, renamed into place together by :meth:`commit`."""
-
-    def __init__(self) -> None:
-        self._folders: dict[Path, Path] = {}
-        self._files: list[tuple[Path, Path]] = []
-
-    def path(self, final: str | os.PathLike) -> Path:
-        """Where to write ``final`` for now (same folder, so the rename is atomic; same name and extension)."""
-        import tempfile
-
-        from PancreasSegLib.atomic import check_output_folder, storage_error
-
-        final = check_output_folder(final)
-        folder = final.parent if str(final.parent) else Path(".")
-        if folder.resolve() not in self._folders:
-            try:
-                self._folders[folder.resolve()] = Path(tempfile.mkdtemp(prefix=".pancreasseg-", dir=folder))
-            except OSError as exc:
-                raise storage_error(exc, final) or exc from None
-        staged = self._folders[folder.resolve()] / final.name
-        self._files.append((staged, final))
-        return staged
-
-    def renamed(self, exc: Exception) -> Exception:
-        """``exc`` naming the file the user asked for instead of its staging name."""
-        from PancreasSegLib.errors import InputError
-
-        for staged, final in self._files:
-            if isinstance(exc, InputError) and exc.path == str(staged):
-                return type(exc)(str(exc)[len(exc.path) + 2:], final)
-        return exc
-
-    def commit(self) -> None:
-        for staged, final in self._files:
-            os.replace(staged, final)
-        self._files = []
-
-    def cleanup(self) -> None:
-        import shutil
-
-        for folder in self._folders.values():
-            shutil.rmtree(folder, ignore_errors=True)
-        self._folders = {}

@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from PancreasSegLib import __version__
-from PancreasSegLib.atomic import write_json_atomic
-from PancreasSegLib.ct_checks import check_finite, check_geometry
+from PancreasSegLib.checks.ct import check_finite, check_geometry
 from PancreasSegLib.curation import journal
 from PancreasSegLib.curation.layout import (
     SUBFOLDERS,
@@ -40,9 +39,10 @@ from PancreasSegLib.curation.provenance import (
     source_info,
     utc_now,
 )
-from PancreasSegLib.datasets import FILE_ENDING, NNUNET_LABELS, read_dataset_json, validate_case_id
+from PancreasSegLib.datasets.nnunet import FILE_ENDING, NNUNET_LABELS, read_dataset_json, validate_case_id
 from PancreasSegLib.errors import Cancelled, InputError
-from PancreasSegLib.grid import geometry, geometry_difference
+from PancreasSegLib.io.atomic import write_json_atomic
+from PancreasSegLib.io.grid import geometry, geometry_difference
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
@@ -205,7 +205,7 @@ def _read(obj, what: str, series: str | None = None) -> sitk.Image:
         if obj.GetDimension() != 3 or obj.GetNumberOfComponentsPerPixel() != 1:
             raise InputError(f"the {what} is not a 3D scalar image")
         return obj
-    from PancreasSegLib.volume_io import read_volume
+    from PancreasSegLib.io.volumes import read_volume
 
     return read_volume(obj, series)
 
@@ -248,13 +248,13 @@ def _as_label(label: sitk.Image, grid: dict, labels: Mapping[str, int], name: st
 
 def _without_metadata(image: sitk.Image) -> sitk.Image:
     # DICOM tags (patient name, IDs, UIDs) must not travel into the curated files.
-    from PancreasSegLib.volume_io import without_metadata
+    from PancreasSegLib.io.images import without_metadata
 
     return without_metadata(image)
 
 
 def _write_image(image: sitk.Image, path: Path) -> None:
-    from PancreasSegLib.volume_io import write_volume
+    from PancreasSegLib.io.volumes import write_volume
 
     write_volume(image, path)
 

@@ -29,8 +29,8 @@ import os
 import shutil
 from pathlib import Path
 
-from PancreasSegLib.atomic import write_json_atomic
 from PancreasSegLib.curation.layout import HISTORY, STAGING, case_files, rebuild_dataset_json
+from PancreasSegLib.io.atomic import write_json_atomic
 
 MANIFEST = "manifest.json"
 #: Staged file name -> live role, in the order they are moved into place (provenance last).

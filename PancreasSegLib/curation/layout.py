@@ -21,10 +21,10 @@ from collections import Counter
 from pathlib import Path
 
 from PancreasSegLib import __version__
-from PancreasSegLib.atomic import write_json_atomic
 from PancreasSegLib.curation.provenance import STATUSES, read_provenance
-from PancreasSegLib.datasets import FILE_ENDING, NNUNET_LABELS, dataset_json, image_path, label_path
+from PancreasSegLib.datasets.nnunet import FILE_ENDING, NNUNET_LABELS, dataset_json, image_path, label_path
 from PancreasSegLib.errors import InputError
+from PancreasSegLib.io.atomic import write_json_atomic
 
 PROPOSALS = "proposals"
 PROVENANCE = "provenance"
@@ -111,7 +111,7 @@ def rebuild_dataset_json(folder: str | os.PathLike, name: str | None = None) -> 
     existing = {}
     if (folder / "dataset.json").is_file():
         try:
-            from PancreasSegLib.datasets import read_dataset_json
+            from PancreasSegLib.datasets.nnunet import read_dataset_json
 
             existing = read_dataset_json(folder)
         except InputError:

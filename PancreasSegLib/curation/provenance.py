@@ -24,12 +24,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from PancreasSegLib.constants import REVIEW_STATUSES
 from PancreasSegLib.errors import InputError, read_json
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
 
-STATUSES = ("corrected", "approved", "rejected")
+STATUSES = REVIEW_STATUSES
 SCHEMA = "pancreasseg.provenance/1"
 
 
@@ -165,7 +166,7 @@ def source_info(path: str | os.PathLike, image: sitk.Image, series: str | None =
     if path.is_dir():
         kind = "dicom-series"
         if series is None:
-            from PancreasSegLib.volume_io import list_dicom_series
+            from PancreasSegLib.io.dicom import list_dicom_series
 
             uids = list_dicom_series(path)
             series = uids[0] if len(uids) == 1 else None

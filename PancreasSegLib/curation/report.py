@@ -26,7 +26,7 @@ def summarize(folder: str | os.PathLike) -> dict:
     Raises:
         InputError: the folder is not a dataset.
     """
-    from PancreasSegLib.datasets import read_dataset_json
+    from PancreasSegLib.datasets.nnunet import read_dataset_json
 
     folder = Path(folder)
     read_dataset_json(folder)
@@ -84,7 +84,7 @@ def write_report_plot(summary: dict, path: str | os.PathLike) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    from PancreasSegLib.atomic import atomic_path, full_extension
+    from PancreasSegLib.io.atomic import atomic_path, full_extension
 
     if full_extension(path) != ".png":
         raise InputError("the report plot is a PNG file: use a name ending in .png", path)

@@ -18,7 +18,7 @@ import numpy as np
 from PancreasSegLib.curation.layout import HISTORY, PROPOSALS, PROVENANCE, STAGING
 from PancreasSegLib.curation.provenance import STATUSES, array_sha256, read_provenance
 from PancreasSegLib.errors import InputError
-from PancreasSegLib.grid import geometry, geometry_difference
+from PancreasSegLib.io.grid import geometry, geometry_difference
 
 
 @dataclass
@@ -92,7 +92,7 @@ def verify_dataset(folder: str | os.PathLike, recover: bool = True, lock_timeout
 
 
 def _check(folder: Path, result: VerifyResult) -> None:
-    from PancreasSegLib.datasets import read_dataset_json
+    from PancreasSegLib.datasets.nnunet import read_dataset_json
 
     problems = result.problems
     try:
@@ -182,7 +182,7 @@ def _stems(sub: Path, suffix: str, problems: list[str], required: bool = True) -
 def _read(path: Path, problems: list[str], what: str):
     import SimpleITK as sitk
 
-    from PancreasSegLib.volume_io import check_header_safe
+    from PancreasSegLib.io.guards import check_header_safe
 
     try:
         check_header_safe(path)

@@ -2,7 +2,7 @@
 
 Modules, one concept each:
 
-- :mod:`.recipes`: the network and training settings a run starts from (``cpu``, ``tiny``);
+- the recipes a run starts from live with the other configurations, in :mod:`PancreasSegLib.model.configs`;
 - :mod:`.caches`: each case preprocessed once, with the inference code's own sampling functions;
 - :mod:`.workdir`: the work folder next to the bundle (caches, checkpoints, log) and resuming;
 - :mod:`.loop`: the budgeted, interruptible training loop with progress bar and log;

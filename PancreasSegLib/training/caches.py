@@ -1,16 +1,16 @@
 """Each training case preprocessed once, by the same functions inference uses, and kept as .npz files.
 
 Localizer cache (one file per case): axial slices on the canonical grid of
-:func:`PancreasSegLib.localize.axial_grid`, sampled by :func:`~PancreasSegLib.localize.sample_slices`
+:func:`PancreasSegLib.pipeline.sampling.axial_grid`, sampled by :func:`~PancreasSegLib.pipeline.sampling.sample_slices`
 every ``slice_step_mm`` across the whole volume (so pancreas-free slices are there as negatives),
-windowed by :func:`~PancreasSegLib.localize.window`, with the pancreas mask of each slice (labels 1
+windowed by :func:`~PancreasSegLib.pipeline.sampling.window`, with the pancreas mask of each slice (labels 1
 and 2 together: the localizer finds the gland, tumour included).
 
 Segmenter cache: the crop phase 1 would hand over, imitated from the label: the label's bounding box
 plus the 20 mm margin, each side jittered (seeded) by a few millimetres either way because a real
-ROI is neither exact nor centred. It is resampled by :func:`~PancreasSegLib.segment3d.crop_grid` /
-:func:`~PancreasSegLib.segment3d.resample_to_grid` and normalised by
-:func:`~PancreasSegLib.segment3d.normalise`. With ``crop = "whole"`` (the single-stage baseline) the
+ROI is neither exact nor centred. It is resampled by :func:`~PancreasSegLib.pipeline.sampling.crop_grid` /
+:func:`~PancreasSegLib.pipeline.sampling.resample_to_grid` and normalised by
+:func:`~PancreasSegLib.pipeline.sampling.normalise`. With ``crop = "whole"`` (the single-stage baseline) the
 whole volume is taken instead.
 """
 
@@ -25,9 +25,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from PancreasSegLib.localize import axial_grid, coarse_positions, sample_slices, window
-from PancreasSegLib.roi import image_lps_bounds
-from PancreasSegLib.segment3d import crop_grid, normalise, resample_to_grid
+from PancreasSegLib.pipeline.roi import image_lps_bounds
+from PancreasSegLib.pipeline.sampling import (
+    axial_grid,
+    coarse_positions,
+    crop_grid,
+    normalise,
+    resample_to_grid,
+    sample_slices,
+    window,
+)
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
@@ -98,10 +105,10 @@ def build_caches(cases: list, hashes: dict[str, dict[str, str]], config: dict[st
     """Preprocess every case for the given stages (each image read once), reusing files already made.
 
     Args:
-        cases: :class:`PancreasSegLib.datasets.Case` list.
+        cases: :class:`PancreasSegLib.datasets.nnunet.Case` list.
         hashes: case ID -> {"image": sha256, "label": sha256}; part of each file name.
         config: the model configuration (its stages drive the preprocessing).
-        settings: stage -> training settings (:func:`~PancreasSegLib.training.recipes.training_settings`).
+        settings: stage -> training settings (:func:`~PancreasSegLib.model.configs.training_settings`).
         stages: which caches to make ("localizer", "segmenter").
         folder: the work folder's cache folder.
         seed: seeds the slice offsets and margin jitter (per case, so adding a case changes no other).
@@ -111,8 +118,8 @@ def build_caches(cases: list, hashes: dict[str, dict[str, str]], config: dict[st
     Returns:
         stage -> list of .npz files (cases without a usable sample are left out).
     """
-    from PancreasSegLib.atomic import atomic_path
-    from PancreasSegLib.volume_io import read_volume
+    from PancreasSegLib.io.atomic import atomic_path
+    from PancreasSegLib.io.volumes import read_volume
 
     num_labels = len(config["labels"])
     keys = {s: cache_key(config["stages"][s], settings[s], seed) for s in stages}

@@ -7,9 +7,9 @@ pancreas tip one pixel wide is a coin toss for any annotator. Augmentation: a ra
 (filled with air) and intensity scale, shift and noise; no flips, for the same reason as phase 2.
 In train mode torchvision's model returns its loss dict; the loss is the sum of its terms.
 
-Validation uses the inference code: :func:`PancreasSegLib.localize.detect` on held-out slices
+Validation uses the inference code: :func:`PancreasSegLib.pipeline.phase1.detect` on held-out slices
 (detection rate on pancreas slices, false alarms on the others) after every epoch, and at the end
-:func:`PancreasSegLib.localize.localize` on the whole validation volumes, scored by the fraction of
+:func:`PancreasSegLib.pipeline.phase1.localize` on the whole validation volumes, scored by the fraction of
 the pancreas the 3D ROI holds (what phase 2 needs).
 """
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from PancreasSegLib.localize import detect, localize
+from PancreasSegLib.pipeline.phase1 import detect, localize
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
@@ -171,7 +171,7 @@ def roi_validation(model: torch.nn.Module, stage: dict[str, Any], cases: list, d
         ``roi_recall`` (mean fraction of pancreas voxels inside the ROI), ``roi_complete`` (fraction of
         cases with at least 99 % inside) and ``roi_found`` (fraction of cases with any ROI).
     """
-    from PancreasSegLib.volume_io import read_ct, read_volume
+    from PancreasSegLib.io.volumes import read_ct, read_volume
 
     if not cases:
         return {}

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from PancreasSegLib.errors import InputError
+from PancreasSegLib.model.configs import recipe_config, training_settings
 from PancreasSegLib.training.loop import Budget, run_loop
-from PancreasSegLib.training.recipes import recipe_config, training_settings
 from PancreasSegLib.training.workdir import LoopState, WorkFolder, work_folder_for
 
 STAGE_CHOICES = ("localizer", "segmenter", "both")
@@ -78,9 +78,9 @@ def train(options: TrainOptions, report=None, log_to_stderr: bool = False) -> Pa
     """
     import torch
 
-    from PancreasSegLib.bundle import Bundle, sha256_file
-    from PancreasSegLib.dataset_checks import check_training_dataset
-    from PancreasSegLib.predictor import resolve_device
+    from PancreasSegLib.checks.dataset import check_training_dataset
+    from PancreasSegLib.model.bundle import Bundle, sha256_file
+    from PancreasSegLib.model.device import resolve_device
     from PancreasSegLib.training.caches import build_caches
 
     report = report or (lambda *a: None)
@@ -167,7 +167,7 @@ def _budget(options: TrainOptions, settings: dict, stage: str, n_stages: int) ->
 def _build(stage: str, config: dict, seed: int):
     import torch
 
-    from PancreasSegLib.models import build_localizer, build_segmenter
+    from PancreasSegLib.model.networks import build_localizer, build_segmenter
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -227,8 +227,8 @@ def _write_bundle(options, config, settings, nets, states, parent, hashes, train
     import monai
     import torch
 
-    from PancreasSegLib.atomic import write_text_atomic
-    from PancreasSegLib.bundle import save_bundle
+    from PancreasSegLib.io.atomic import write_text_atomic
+    from PancreasSegLib.model.bundle import save_bundle
     from PancreasSegLib.training.card import model_card
 
     output = Path(options.output)

@@ -9,7 +9,7 @@ patient's left, and a flipped abdomen is not an abdomen the model will ever see.
 
 The loss is Dice + cross-entropy (``DiceCELoss``). With deep supervision the network's extra
 outputs are weighted 1, 1/2, 1/4, ... as nnU-Net does. Validation runs the inference code's sliding
-window (:func:`PancreasSegLib.segment3d.predict_probabilities`) over each whole validation crop and
+window (:func:`PancreasSegLib.pipeline.phase2.predict_probabilities`) over each whole validation crop and
 reports the mean foreground Dice.
 """
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from PancreasSegLib.segment3d import predict_probabilities
+from PancreasSegLib.pipeline.phase2 import predict_probabilities
 
 if TYPE_CHECKING:
     import torch

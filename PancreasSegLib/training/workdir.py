@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PancreasSegLib.atomic import write_json_atomic
 from PancreasSegLib.errors import InputError
+from PancreasSegLib.io.atomic import write_json_atomic
 
 if TYPE_CHECKING:
     import torch
@@ -103,7 +103,7 @@ class WorkFolder:
         import torch
         from safetensors.torch import save_file
 
-        from PancreasSegLib.bundle import state_for_saving
+        from PancreasSegLib.model.bundle import state_for_saving
 
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         final, new, old = (self.checkpoints / stage, self.checkpoints / f"{stage}.new",
