@@ -107,7 +107,7 @@ def test_the_library_never_downloads_and_builds_networks_without_pretrained_weig
             if "torch.load(" in line:
                 assert "weights_only=True" in line, f"unrestricted torch.load in {path.relative_to(ROOT)}"
     assert "torch.load(" not in sources[ROOT / "PancreasSegLib" / "model" / "bundle.py"]
-    assert "weights=None" in sources[ROOT / "PancreasSegLib" / "models.py"]
+    assert "weights=None" in sources[ROOT / "PancreasSegLib" / "model" / "networks.py"]
 
 
 # --- no network -------------------------------------------------------------------------------------------------------
