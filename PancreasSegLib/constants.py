@@ -11,7 +11,7 @@ from pathlib import Path
 #: ``--device`` choices: ``auto`` is CUDA, then Apple MPS, then the CPU.
 DEVICES = ("auto", "cpu", "cuda", "mps")
 #: Review statuses of an exported case: ``corrected`` (the reviewer edited the model's outline), ``approved``
-#: (checked and right as the model drew it), ``rejected`` (kept for the record, not fit for training as it is).
+#: (accepted as the model drew it), ``rejected`` (the model's outline was discarded and the label drawn anew).
 REVIEW_STATUSES = ("corrected", "approved", "rejected")
 #: The model bundle that ships with the project (trained on synthetic phantoms only).
 DEFAULT_MODEL_NAME = "pancreas-phantom-v1"

@@ -152,6 +152,14 @@ def export_case(image: str | os.PathLike | sitk.Image, label: str | os.PathLike 
     }
     clean = _without_metadata(ct)
 
+    case_id, entry, recovered = _commit_case(dataset, case_id, record, clean, corrected, proposed, lock_timeout)
+    return ExportResult(case_id=case_id, dataset=str(dataset), status=status, revision=record["revision"],
+                        comparison=comparison, history=None if entry is None else str(entry), recovered=recovered)
+
+
+def _commit_case(dataset: Path, case_id: str | None, record: dict, clean, corrected, proposed,
+                 lock_timeout: float) -> tuple[str, Path | None, list]:
+    """Under the dataset's lock: stage the case's files, pass the commit point, move them into place."""
     _create_dataset(dataset)
     with DatasetLock(dataset, lock_timeout):
         recovered = journal.recover(dataset)
@@ -181,8 +189,7 @@ def export_case(image: str | os.PathLike | sitk.Image, label: str | os.PathLike 
             entry = journal.apply(dataset, case_id)
         except (KeyboardInterrupt, Cancelled):  # after the commit point it is too late to cancel: finish
             entry = journal.apply(dataset, case_id)
-    return ExportResult(case_id=case_id, dataset=str(dataset), status=status, revision=record["revision"],
-                        comparison=comparison, history=None if entry is None else str(entry), recovered=recovered)
+    return case_id, entry, recovered
 
 
 def _text(what: str, value: str | None) -> str | None:

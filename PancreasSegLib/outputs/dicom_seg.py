@@ -83,18 +83,7 @@ def write_dicom_seg(label: str | os.PathLike | sitk.Image, dicom_folder: str | o
 
     files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series)
     sources = [pydicom.dcmread(f) for f in files]
-    # One frame per source instance, matched by position so that the file order does not matter.
-    frames = np.zeros((len(sources), array.shape[1], array.shape[2]), np.uint8)
-    for i, ds in enumerate(sources):
-        k = ct.TransformPhysicalPointToIndex([float(v) for v in ds.ImagePositionPatient])[2]
-        if not 0 <= k < array.shape[0] or (int(ds.Rows), int(ds.Columns)) != array.shape[1:]:
-            raise InputError(f"DICOM instance {Path(files[i]).name} does not fit the series grid", folder)
-        frames[i] = np.clip(array[k], 0, 255)
-    segment_of = {value: number for number, value in enumerate(present, start=1)}
-    lookup = np.zeros(256, np.uint8)  # label value -> segment number (1, 2, ... for the values present)
-    for value, number in segment_of.items():
-        lookup[value] = number
-    frames = lookup[frames]
+    frames, segment_of = _frames(ct, array, present, files, sources, folder)
 
     model = dict(model or {"name": "PancreasSeg", "version": __version__})
     algorithm = None
@@ -146,3 +135,21 @@ def _description(hd, number: int, info: LabelInfo, algorithm_type: str, algorith
         display_color=hd.color.CIELabColor.from_rgb(*(round(c * 255) for c in info.color)),
         tracking_id=info.name, tracking_uid=hd.UID(),
     )
+
+
+def _frames(ct: sitk.Image, array: np.ndarray, present: list[int], files: list[str], sources: list,
+            folder: Path) -> tuple[np.ndarray, dict[int, int]]:
+    """One frame of segment numbers per source instance, and label value -> segment number."""
+    # One frame per source instance, matched by position so that the file order does not matter.
+    frames = np.zeros((len(sources), array.shape[1], array.shape[2]), np.uint8)
+    for i, ds in enumerate(sources):
+        k = ct.TransformPhysicalPointToIndex([float(v) for v in ds.ImagePositionPatient])[2]
+        if not 0 <= k < array.shape[0] or (int(ds.Rows), int(ds.Columns)) != array.shape[1:]:
+            raise InputError(f"DICOM instance {Path(files[i]).name} does not fit the series grid", folder)
+        frames[i] = np.clip(array[k], 0, 255)
+    segment_of = {value: number for number, value in enumerate(present, start=1)}
+    lookup = np.zeros(256, np.uint8)  # label value -> segment number (1, 2, ... for the values present)
+    for value, number in segment_of.items():
+        lookup[value] = number
+    frames = lookup[frames]
+    return frames, segment_of

@@ -78,25 +78,7 @@ def sample_hu(rng: np.random.Generator) -> dict[str, float]:
 def sample_anatomy(rng: np.random.Generator, tumor: bool | None = None, tumor_probability: float = 0.3) -> Anatomy:
     """Draw one abdomen. ``tumor`` forces a tumour on or off; None draws it with ``tumor_probability``."""
     u, n = rng.uniform, rng.normal
-    hu = sample_hu(rng)
-
-    # Body: a superellipse inside the subcutaneous fat; fat and muscle thickness vary around it.
-    ai, bi = u(128, 158), u(100, 116)
-    body = {"ai": ai, "bi": bi, "yc": 22 + n(0, 3), "exp": u(2.1, 2.6), "exp_back": u(2.8, 3.6),
-            "fat": u(8, 40), "fat_front": u(0.0, 0.8), "fat_side": u(-0.3, 0.6), "muscle": u(9, 15),
-            "muscle_back": u(18, 26), "wobble": u(0.0, 0.04), "wobble_phase": u(0, 2 * np.pi),
-            "taper": u(-0.0012, 0.0008)}
-    body["fat_max"] = body["fat"] * (1 + max(body["fat_front"], 0) + max(body["fat_side"], 0)) + 3
-    # The patient lies on the table: the back is flattened against it.
-    body["table_y"] = body["yc"] + bi + body["fat"] * 0.8 - u(2, 8)
-
-    spine = {"y": 52 + n(0, 2), "x": n(0, 1.5), "rx": u(20, 25), "ry": u(15, 19), "period": u(30, 36),
-             "phase": u(0, 36), "scoliosis": n(0, 0.03)}
-    spine_front = spine["y"] - spine["ry"]
-    aorta = {"x": 12 + n(0, 3), "r": u(9, 13), "bif_z": u(-150, -110), "calc": float(rng.uniform() < 0.4)}
-    aorta["y"] = spine_front - aorta["r"] - u(0.5, 3)
-    ivc = {"x": -22 + n(0, 2.5), "rx": u(10, 15), "ry": u(6, 10)}
-    ivc["y"] = spine_front - ivc["ry"] - u(1, 5)
+    hu, body, spine, aorta, ivc = _sample_frame(rng)
 
     # --- pancreas: head (low, right), neck (in front of the SMV), body (over the aorta), tail (to the spleen)
     s = u(0.9, 1.28)
@@ -159,6 +141,45 @@ def sample_anatomy(rng: np.random.Generator, tumor: bool | None = None, tumor_pr
                "sma_collar": (sma_collar, "fat"), "sma": (sma, "artery"), "celiac": (celiac, "artery"),
                "splenic_artery": (splenic_artery, "artery"), "lrv": (lrv, "vein")}
 
+    tumor_info, duct = _sample_tumor_and_duct(rng, pancreas, tumor, tumor_probability)
+
+    anatomy = Anatomy(hu=hu, body=body, spine=spine, pancreas=pancreas, uncinate=uncinate, duct=duct,
+                      tumor=tumor_info, vessels=vessels, aorta=aorta, ivc=ivc)
+    _place_organs(rng, anatomy, kidney_l, kidney_r, hilum)
+    _place_gut(rng, anatomy, ctrl, ra, rb, sma_x, sma)
+    _place_ribs(rng, anatomy)
+    return anatomy
+
+
+def _sample_frame(rng: np.random.Generator) -> tuple[dict, dict, dict, dict, dict]:
+    """The tissue densities, the body outline, the spine and the great vessels in front of it."""
+    u, n = rng.uniform, rng.normal
+    hu = sample_hu(rng)
+
+    # Body: a superellipse inside the subcutaneous fat; fat and muscle thickness vary around it.
+    ai, bi = u(128, 158), u(100, 116)
+    body = {"ai": ai, "bi": bi, "yc": 22 + n(0, 3), "exp": u(2.1, 2.6), "exp_back": u(2.8, 3.6),
+            "fat": u(8, 40), "fat_front": u(0.0, 0.8), "fat_side": u(-0.3, 0.6), "muscle": u(9, 15),
+            "muscle_back": u(18, 26), "wobble": u(0.0, 0.04), "wobble_phase": u(0, 2 * np.pi),
+            "taper": u(-0.0012, 0.0008)}
+    body["fat_max"] = body["fat"] * (1 + max(body["fat_front"], 0) + max(body["fat_side"], 0)) + 3
+    # The patient lies on the table: the back is flattened against it.
+    body["table_y"] = body["yc"] + bi + body["fat"] * 0.8 - u(2, 8)
+
+    spine = {"y": 52 + n(0, 2), "x": n(0, 1.5), "rx": u(20, 25), "ry": u(15, 19), "period": u(30, 36),
+             "phase": u(0, 36), "scoliosis": n(0, 0.03)}
+    spine_front = spine["y"] - spine["ry"]
+    aorta = {"x": 12 + n(0, 3), "r": u(9, 13), "bif_z": u(-150, -110), "calc": float(rng.uniform() < 0.4)}
+    aorta["y"] = spine_front - aorta["r"] - u(0.5, 3)
+    ivc = {"x": -22 + n(0, 2.5), "rx": u(10, 15), "ry": u(6, 10)}
+    ivc["y"] = spine_front - ivc["ry"] - u(1, 5)
+    return hu, body, spine, aorta, ivc
+
+
+def _sample_tumor_and_duct(rng: np.random.Generator, pancreas: Tube, tumor: bool | None,
+                           tumor_probability: float) -> tuple[dict | None, Tube]:
+    """The tumour (label 2), when there is one, and the main duct (dilated upstream of a head tumour)."""
+    u = rng.uniform
     # --- tumour (label 2) and the main duct (dilated upstream of a head tumour)
     # The tumour has its own generator, so forcing it on or off leaves the rest of the abdomen unchanged.
     draw, trng = rng.uniform(), np.random.default_rng(int(rng.integers(2**63)))
@@ -175,13 +196,7 @@ def sample_anatomy(rng: np.random.Generator, tumor: bool | None = None, tumor_pr
             duct_r = tu(2, 3.5)
     duct = Tube.through(pancreas.points[len(pancreas.points) // 8:: 15] + pancreas.n2[len(pancreas.points) // 8:: 15]
                         * 1.5, duct_r)
-
-    anatomy = Anatomy(hu=hu, body=body, spine=spine, pancreas=pancreas, uncinate=uncinate, duct=duct,
-                      tumor=tumor_info, vessels=vessels, aorta=aorta, ivc=ivc)
-    _place_organs(rng, anatomy, kidney_l, kidney_r, hilum)
-    _place_gut(rng, anatomy, ctrl, ra, rb, sma_x, sma)
-    _place_ribs(rng, anatomy)
-    return anatomy
+    return tumor_info, duct
 
 
 def _place_organs(rng, anatomy: Anatomy, kidney_l, kidney_r, hilum) -> None:
