@@ -1,0 +1,3 @@
+"""How good a segmentation is: :mod:`.metrics` (Dice, HD95, surface Dice, volume error; MONAI's
+definitions), :mod:`.run` (folders of predictions against references, tables and plots) and
+:mod:`.baselines` (the HU-threshold bar that shows how hard the phantoms are)."""

@@ -1,0 +1,3 @@
+"""The synthetic abdominal CT generator: :mod:`.generator` (one case, CT and label), :mod:`.anatomy`
+(organs and vessels drawn at random), :mod:`.geometry` (scan geometry: spacing, size, orientation),
+:mod:`.render` (HU, noise and blur) and :mod:`.shapes` (tubes, ellipsoids, noise fields)."""
