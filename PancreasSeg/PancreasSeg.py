@@ -4,6 +4,8 @@ Flow of the module: inputs -> "Segment pancreas" (background command) -> result 
 "Correct in Segment Editor" -> "Export for training" -> "Fine-tune on curated set" (a new model
 choice). The work is done by ``PancreasSegLib`` in a background ``PythonSlicer -m PancreasSegLib``
 process; this file only binds the GUI to the Logic in ``PancreasSegModuleLib.segmentationLogic``.
+Only light parts of ``PancreasSegLib`` are imported here (no torch, MONAI or SimpleITK): the module loads
+before those are installed, and offers to install them when an action needs them.
 """
 
 import os
@@ -29,17 +31,12 @@ MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
 LIBRARY_ROOT = ensureLibraryImportable(MODULE_DIR)
 
 from PancreasSegModuleLib import dependencies  # noqa: E402  (needs PancreasSegLib on sys.path)
-from PancreasSegModuleLib.modelBundle import findBundledModel  # noqa: E402
+from PancreasSegModuleLib.logicTypes import Callbacks, ExportOptions, FineTuneOptions, SegmentOptions  # noqa: E402
+from PancreasSegModuleLib.modelBundle import findBundledModel, isModelFolder  # noqa: E402
 from PancreasSegModuleLib.processRunner import BackgroundProcess  # noqa: E402
-from PancreasSegModuleLib.segmentationLogic import (  # noqa: E402
-    DEVICES,
-    REVIEW_STATUSES,
-    Callbacks,
-    ExportOptions,
-    FineTuneOptions,
-    SegmentOptions,
-)
-from PancreasSegModuleLib.segmentationLogic import PancreasSegLogic as SegmentationLogicCore  # noqa: E402
+from PancreasSegModuleLib.segmentationLogic import SegmentationLogic  # noqa: E402
+
+from PancreasSegLib.constants import DEVICES, REVIEW_STATUSES  # noqa: E402
 
 
 class PancreasSeg(ScriptedLoadableModule):
@@ -170,9 +167,10 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         training = self.logic.runningKind == "train"
         self.ui.segmentButton.text = "Cancel" if running else "Segment pancreas"
         self.ui.segmentButton.enabled = running or bool(p and p.inputVolume)
-        # The note on what the model is trained on stays in plain sight whatever model is picked.
+        # The note on what the model is trained on stays in plain sight whatever model is picked. The model is
+        # checked once per path (this runs on every parameter change); a run checks it again.
         try:
-            info = self.logic.checkModel(str(p.modelPath)) if p else None
+            info = self.logic.modelInfo(str(p.modelPath)) if p else None
             self.ui.modelInfoLabel.text = info.summary if info else ""
             self.ui.modelWarningLabel.text = info.warning if info else ""
         except ValueError as exc:
@@ -207,7 +205,7 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def loadRegisteredModels() -> list:
         stored = qt.QSettings().value(REGISTERED_MODELS_KEY) or []
         stored = [stored] if isinstance(stored, str) else list(stored)
-        return [path for path in stored if os.path.isfile(os.path.join(path, "model.json"))]
+        return [path for path in stored if isModelFolder(path)]
 
     def refreshModelChoices(self) -> None:
         combo = self.ui.modelChoiceComboBox
@@ -335,16 +333,21 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._stopProgress("Cancelled; the scene is unchanged.")
 
 
-class PancreasSegLogic(ScriptedLoadableModuleLogic, SegmentationLogicCore):
-    """The module's Logic: the plain-Python Logic with Slicer's scene, a Qt-timed runner and PythonSlicer."""
+class PancreasSegLogic(SegmentationLogic, ScriptedLoadableModuleLogic):
+    """The module's Logic: the plain-Python :class:`SegmentationLogic` with Slicer's scene, a Qt-timed runner
+    and PythonSlicer, and Slicer's parameter node.
+
+    ``SegmentationLogic`` comes first: ``ScriptedLoadableModuleLogic.__init__`` calls ``super().__init__()``,
+    which must reach ``object``, not a class that needs arguments.
+    """
 
     def __init__(self, confirm=None) -> None:
         from PancreasSegModuleLib.sceneAdapter import SlicerSceneAdapter
 
         ScriptedLoadableModuleLogic.__init__(self)
-        SegmentationLogicCore.__init__(self, SlicerSceneAdapter(), BackgroundProcess(schedule=qt.QTimer.singleShot),
-                                       pythonExecutable=self.findPythonSlicer(), libraryRoot=LIBRARY_ROOT,
-                                       confirm=confirm, checkDependencies=self.ensureDependencies)
+        SegmentationLogic.__init__(self, SlicerSceneAdapter(), BackgroundProcess(schedule=qt.QTimer.singleShot),
+                                   pythonExecutable=self.findPythonSlicer(), libraryRoot=LIBRARY_ROOT,
+                                   confirm=confirm, checkDependencies=self.ensureDependencies)
 
     def getParameterNode(self):
         return PancreasSegParameterNode(super().getParameterNode())
@@ -376,8 +379,9 @@ class PancreasSegTest(ScriptedLoadableModuleTest):
     def test_segment_phantom_with_bundled_model(self):
         import numpy as np
         import SimpleITK as sitk
-        from PancreasSegModuleLib.terminology import terminologyEntry
 
+        from PancreasSegLib.evaluation.metrics import binary_metrics
+        from PancreasSegLib.io.segfile import terminology_entry
         from PancreasSegLib.labels import PANCREAS
         from PancreasSegLib.phantoms.generator import make_phantom
 
@@ -408,14 +412,14 @@ class PancreasSegTest(ScriptedLoadableModuleTest):
         segmentId = segmentation.GetSegmentIdBySegmentName(PANCREAS.name)
         self.assertTrue(segmentId, "no 'Pancreas' segment")
         segment = segmentation.GetSegment(segmentId)
-        self.assertEqual(segment.GetTag(segment.GetTerminologyEntryTagName()), terminologyEntry(PANCREAS))
+        self.assertEqual(segment.GetTag(segment.GetTerminologyEntryTagName()), terminology_entry(PANCREAS))
         self.assertEqual(result.segmentation.GetNodeReference(
             result.segmentation.GetReferenceImageGeometryReferenceRole()), volumeNode)
         self.assertIsNotNone(result.proposal)
 
         predicted = slicer.util.arrayFromSegmentBinaryLabelmap(result.segmentation, segmentId, volumeNode) > 0
         truth = sitk.GetArrayFromImage(label) == PANCREAS.value
-        dice = 2.0 * np.logical_and(predicted, truth).sum() / max(predicted.sum() + truth.sum(), 1)
+        dice = binary_metrics(predicted, truth, spacing=tuple(reversed(image.GetSpacing()))).dice
         self.delayDisplay(f"Dice vs phantom label: {dice:.3f}")
         self.assertGreater(dice, self.DICE_FLOOR)
         self.delayDisplay("Test passed")

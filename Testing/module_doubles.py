@@ -13,10 +13,12 @@ MODULE_DIR = ROOT / "PancreasSeg"
 if str(MODULE_DIR) not in sys.path:
     sys.path.insert(0, str(MODULE_DIR))
 
-from PancreasSegModuleLib.roiGeometry import RoiGeometry  # noqa: E402
-from PancreasSegModuleLib.segmentationLogic import SegmentationResult  # noqa: E402
+from PancreasSegModuleLib.logicTypes import SegmentationResult  # noqa: E402
 
 from PancreasSegLib.labels import PANCREAS  # noqa: E402
+from PancreasSegLib.model.bundle import MODEL_JSON, STAGES  # noqa: E402
+from PancreasSegLib.model.configs import tiny_config  # noqa: E402
+from PancreasSegLib.pipeline.roi import ROI  # noqa: E402
 
 
 @dataclass(eq=False)
@@ -57,7 +59,7 @@ class FakeScene:
         self.calls.append(("copySegmentation", segmentationNode.name, name))
         return self.add(name, "segmentation", source=segmentationNode.props["source"], hidden=True)
 
-    def createRoi(self, name, roi: RoiGeometry, visible):
+    def createRoi(self, name, roi: ROI, visible):
         self.calls.append(("createRoi", name, roi, visible))
         return self.add(name, "roi", geometry=roi, visible=visible)
 
@@ -146,14 +148,17 @@ def copyModel(src: Path, dst: Path) -> Path:
 
 
 def writeFakeBundle(folder: Path, name: str = "pancreas-phantom-v1", description: str = "",
-                    labels=(PANCREAS,)) -> Path:
-    """A model folder the module's light check accepts: model.json and two one-byte weights files."""
+                    labels=(PANCREAS,), weights: bool = True) -> Path:
+    """A model folder the module's check accepts: a model.json the library's ``load_config`` validates (the
+    tiny configuration with these labels) and one-byte weights files (never loaded: the module does not
+    hash or open them). ``weights=False`` leaves the weights files out."""
     folder.mkdir(parents=True)
-    manifest = {"name": name, "version": "1.0", "description": description,
-                "labels": [label.to_json() for label in labels],
-                "stages": {"localizer": {"weights": {"file": "localizer.safetensors"}},
-                           "segmenter": {"weights": {"file": "segmenter.safetensors"}}}}
-    (folder / "model.json").write_text(json.dumps(manifest), encoding="utf-8")
-    for weights in ("localizer.safetensors", "segmenter.safetensors"):
-        (folder / weights).write_bytes(b"\0")
+    config = tiny_config()
+    config.update(name=name, version="1.0", description=description, labels=[label.to_json() for label in labels])
+    config["stages"]["segmenter"]["params"]["out_channels"] = len(labels) + 1
+    for stage in STAGES:
+        config["stages"][stage]["weights"] = {"file": f"{stage}.safetensors", "sha256": "0" * 64}
+        if weights:
+            (folder / f"{stage}.safetensors").write_bytes(b"\0")
+    (folder / MODEL_JSON).write_text(json.dumps(config), encoding="utf-8")
     return folder

@@ -19,18 +19,14 @@ import pytest
 import SimpleITK as sitk
 from bundle_doubles import make_random_bundle
 from module_doubles import FakeScene
+from PancreasSegModuleLib.logicTypes import Callbacks, ExportOptions, SegmentationResult, SegmentOptions
 from PancreasSegModuleLib.processRunner import BackgroundProcess
-from PancreasSegModuleLib.roiGeometry import RoiGeometry
-from PancreasSegModuleLib.segmentationLogic import (
-    Callbacks,
-    ExportOptions,
-    PancreasSegLogic,
-    SegmentationResult,
-    SegmentOptions,
-)
+from PancreasSegModuleLib.roiGeometry import rasBox
+from PancreasSegModuleLib.segmentationLogic import SegmentationLogic
 
 from PancreasSegLib.model.configs import tiny_config
 from PancreasSegLib.phantoms.generator import make_phantom
+from PancreasSegLib.pipeline.roi import ROI
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 600
@@ -146,9 +142,9 @@ def env(tmp_path, phantom):
     answers = []
     runs = tmp_path / "runs"
     runs.mkdir()
-    logic = PancreasSegLogic(scene, runner, pythonExecutable="", libraryRoot=str(ROOT),
-                             commandPrefix=[sys.executable, "-m", "PancreasSegLib"],
-                             confirm=lambda question: answers.pop(0) if answers else False, tempRoot=str(runs))
+    logic = SegmentationLogic(scene, runner, pythonExecutable="", libraryRoot=str(ROOT),
+                              commandPrefix=[sys.executable, "-m", "PancreasSegLib"],
+                              confirm=lambda question: answers.pop(0) if answers else False, tempRoot=str(runs))
     volume = scene.addVolume("CT phantom", phantom[0])
     return logic, scene, runner, volume, answers, runs
 
@@ -185,10 +181,9 @@ def test_segment_pancreas_runs_the_real_command_and_imports_the_files_it_reports
     assert result.proposal.props["hidden"] and result.probabilities is not None
     assert result.modelPath == str(bundles["found"])
 
-    # The ROI node is the command's LPS box in RAS.
-    roi = result.roi.props["geometry"]
+    # The ROI node gets the command's LPS box in RAS.
+    roi = rasBox(result.roi.props["geometry"])
     lps = done["roi"]
-    assert roi.system == "RAS"
     assert roi.center == pytest.approx((-lps["center"][0], -lps["center"][1], lps["center"][2]))
     assert roi.size == pytest.approx(tuple(lps["size"]))
     assert roi.axes[1] == pytest.approx((-lps["axes"][1][0], -lps["axes"][1][1], lps["axes"][1][2]))
@@ -207,8 +202,8 @@ def test_rerun_inside_roi_runs_phase_2_only_inside_the_moved_roi(env, bundles, p
     image = phantom[0]
     center = image.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in image.GetSize()])
     axes = np.array(image.GetDirection()).reshape(3, 3).T  # columns: the i, j, k axes in LPS
-    # A previous result whose ROI the user moved onto the middle of the CT (in RAS, as Slicer holds it).
-    moved = RoiGeometry(tuple(center), (90.0, 90.0, 60.0), tuple(tuple(a) for a in axes), "LPS").converted("RAS")
+    # A previous result whose ROI the user moved onto the middle of the CT.
+    moved = ROI.from_json({"center": list(center), "size": [90.0, 90.0, 60.0], "axes": axes.tolist()})
     previous = SegmentationResult(volume, scene.add("old", "segmentation", array=np.zeros(1)),
                                   roi=scene.add("old ROI", "roi", geometry=moved))
     scene.linkResult(previous)

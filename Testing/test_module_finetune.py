@@ -10,16 +10,17 @@ from pathlib import Path
 import pytest
 from module_doubles import FakeRunner, FakeScene, writeFakeBundle, writeFakeOutput
 from PancreasSegModuleLib import dependencies
-from PancreasSegModuleLib.modelBundle import validateModelFolder
-from PancreasSegModuleLib.roiGeometry import RoiGeometry
-from PancreasSegModuleLib.segmentationLogic import (
+from PancreasSegModuleLib.logicTypes import (
     Callbacks,
     ExportOptions,
     FineTuneOptions,
-    PancreasSegLogic,
     SegmentationResult,
     SegmentOptions,
 )
+from PancreasSegModuleLib.modelBundle import validateModelFolder
+from PancreasSegModuleLib.segmentationLogic import SegmentationLogic
+
+from PancreasSegLib.pipeline.roi import ROI
 
 
 @pytest.fixture
@@ -46,8 +47,8 @@ def env(tmp_path):
 
     runs = tmp_path / "runs"
     runs.mkdir()
-    logic = PancreasSegLogic(scene, runner, pythonExecutable="PythonSlicer", confirm=lambda q: True,
-                             tempRoot=str(runs), checkDependencies=check)
+    logic = SegmentationLogic(scene, runner, pythonExecutable="PythonSlicer", confirm=lambda q: True,
+                              tempRoot=str(runs), checkDependencies=check)
     return logic, scene, runner, asked, answer, runs
 
 
@@ -185,7 +186,7 @@ def test_every_action_that_starts_a_command_checks_its_dependencies_first(env, m
     volume = scene.add("CT", "volume")
     logic.segment(volume, SegmentOptions(str(model)))
     runner.play([], before_finish=lambda: writeFakeOutput(runner.args))
-    roi = scene.add("ROI", "roi", geometry=RoiGeometry((0, 0, 0), (50, 50, 50), ((1, 0, 0), (0, 1, 0), (0, 0, 1))))
+    roi = scene.add("ROI", "roi", geometry=ROI((0, 0, 0), (50, 50, 50)))
     result = scene.findResult(volume)
     result.roi = roi
     logic.rerunInsideRoi(volume, SegmentOptions(str(model)))
@@ -202,8 +203,7 @@ def test_declined_dependencies_start_nothing_and_leave_no_temporary_folder(env, 
     volume = scene.add("CT", "volume")
     assert logic.segment(volume, SegmentOptions(str(model))) is False
     scene.linkResult(SegmentationResult(volume, scene.add("seg", "segmentation", source=b"x"),
-                                        roi=scene.add("ROI", "roi", geometry=RoiGeometry(
-                                            (0, 0, 0), (5, 5, 5), ((1, 0, 0), (0, 1, 0), (0, 0, 1))))))
+                                        roi=scene.add("ROI", "roi", geometry=ROI((0, 0, 0), (5, 5, 5)))))
     assert logic.rerunInsideRoi(volume, SegmentOptions(str(model))) is False
     assert logic.exportForTraining(volume, ExportOptions(str(tmp_path / "ds"), "case1")) is False
     assert logic.fineTune(str(model), FineTuneOptions(str(dataset), "v2")) is False

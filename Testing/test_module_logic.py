@@ -9,15 +9,12 @@ from pathlib import Path
 
 import pytest
 from module_doubles import FakeRunner, FakeScene, writeFakeBundle, writeFakeOutput
-from PancreasSegModuleLib.roiGeometry import RoiGeometry
-from PancreasSegModuleLib.segmentationLogic import (
-    Callbacks,
-    ExportOptions,
-    PancreasSegLogic,
-    SegmentOptions,
-)
+from PancreasSegModuleLib.logicTypes import Callbacks, ExportOptions, SegmentOptions
+from PancreasSegModuleLib.roiGeometry import rasBox, roiFromRas
+from PancreasSegModuleLib.segmentationLogic import SegmentationLogic
 
 from PancreasSegLib.labels import PANCREAS, TUMOR
+from PancreasSegLib.pipeline.roi import ROI
 
 ROI_LPS = {"coordinate_system": "LPS", "center": [10.0, 20.0, 30.0], "size": [60.0, 40.0, 50.0],
            "axes": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "margin_mm": 20.0}
@@ -32,9 +29,9 @@ def model(tmp_path):
 def env(tmp_path):
     scene, runner = FakeScene(), FakeRunner()
     answers = []
-    logic = PancreasSegLogic(scene, runner, pythonExecutable="/opt/slicer/bin/PythonSlicer",
-                             libraryRoot="/src/PancreasSeg", confirm=lambda q: answers.pop(0) if answers else False,
-                             tempRoot=str(tmp_path))
+    logic = SegmentationLogic(scene, runner, pythonExecutable="/opt/slicer/bin/PythonSlicer",
+                              libraryRoot="/src/PancreasSeg", confirm=lambda q: answers.pop(0) if answers else False,
+                              tempRoot=str(tmp_path))
     volume = scene.add("CT abdomen", "volume")
     return logic, scene, runner, volume, answers
 
@@ -97,8 +94,10 @@ def test_no_volume_or_bad_model_folder_is_refused_before_anything_runs(env, tmp_
     logic, scene, runner, volume, _ = env
     with pytest.raises(ValueError, match="Select a CT volume"):
         logic.segment(None, SegmentOptions(str(tmp_path)))
-    with pytest.raises(ValueError, match="no model.json"):
+    with pytest.raises(ValueError, match="model.json is missing"):
         logic.segment(volume, SegmentOptions(str(tmp_path)))
+    with pytest.raises(ValueError, match="weights file"):
+        logic.segment(volume, SegmentOptions(str(writeFakeBundle(tmp_path / "no-weights", weights=False))))
     assert runner.args is None and scene.calls == []
 
 
@@ -131,8 +130,10 @@ def test_result_is_named_after_the_volume_with_coded_labels_proposal_and_ras_roi
     assert [label.name for label in result.segmentation.props["labels"]] == ["Pancreas", "Pancreatic tumor"]
     assert result.proposal.name == "CT abdomen pancreas proposal" and result.proposal.props["hidden"]
     roi = result.roi.props["geometry"]
-    assert roi.system == "RAS" and roi.center == (-10.0, -20.0, 30.0) and roi.size == (60.0, 40.0, 50.0)
-    assert roi.axes == ((-1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, 1.0))
+    assert isinstance(roi, ROI) and roi.center == (10.0, 20.0, 30.0) and roi.margin_mm == 20.0  # the command's LPS
+    box = rasBox(roi)  # what the markups ROI node gets
+    assert box.center == (-10.0, -20.0, 30.0) and box.size == (60.0, 40.0, 50.0)
+    assert box.axes == ((-1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, 1.0))
     assert result.roi.props["visible"] is False
     assert scene.findResult(volume) is result
     assert ("showResult", "CT abdomen pancreas") in scene.calls
@@ -148,7 +149,33 @@ def test_roi_falls_back_to_the_roi_out_file_when_done_has_none(env, model):
         Path(runner.argument("--roi-out")).write_text(json.dumps(ROI_LPS))
 
     runner.play([json.dumps({"event": "done", "outputs": {}}) + "\n"], before_finish=write)
-    assert rec.done[0].roi.props["geometry"].center == (-10.0, -20.0, 30.0)
+    assert rasBox(rec.done[0].roi.props["geometry"]).center == (-10.0, -20.0, 30.0)
+
+
+def test_an_roi_with_axes_that_are_not_orthonormal_fails_the_run_and_leaves_the_scene(env, model):
+    logic, scene, runner, volume, _ = env
+    rec = Recorder()
+    logic.segment(volume, SegmentOptions(str(model)), rec.callbacks())
+    nodes = list(scene.nodes)
+    skewed = dict(ROI_LPS, axes=[[1, 0, 0], [0.6, 0.8, 0], [0, 0, 1]])
+    runner.play([done_line(skewed)], before_finish=lambda: writeFakeOutput(runner.args))
+    assert len(rec.errors) == 1 and "orthogonal unit vectors" in rec.errors[0] and rec.done == []
+    assert scene.nodes == nodes and scene.results == []
+
+
+def test_the_ras_adapter_is_the_library_roi_flipped_and_checks_what_it_reads():
+    roi = ROI.from_json(dict(ROI_LPS, axes=[[0.6, 0.8, 0], [-0.8, 0.6, 0], [0, 0, 1]]))
+    box = rasBox(roi)
+    ras = roi.to_json(coordinate_system="RAS")
+    assert list(box.center) == ras["center"] and [list(a) for a in box.axes] == ras["axes"]
+    assert box.center == (-10.0, -20.0, 30.0) and box.axes[0] == (-0.6, -0.8, 0.0)
+    back = roiFromRas(box.center, box.size, box.axes)
+    assert back.center == pytest.approx(roi.center) and back.size == roi.size
+    assert all(a == pytest.approx(b) for a, b in zip(back.axes, roi.axes))
+    with pytest.raises(ValueError, match="orthogonal unit vectors"):
+        roiFromRas((0, 0, 0), (10, 10, 10), ((1, 0, 0), (1, 0, 0), (0, 0, 1)))
+    with pytest.raises(ValueError, match="size must be positive"):
+        roiFromRas((0, 0, 0), (10, 0, 10), ((1, 0, 0), (0, 1, 0), (0, 0, 1)))
 
 
 def test_error_event_message_is_surfaced_and_scene_unchanged(env, model):
@@ -180,7 +207,7 @@ def test_force_adds_the_switch_only_when_ticked(env, model):
 
 
 def test_a_non_hu_refusal_names_the_checkbox_that_overrides_it(env, model):
-    from PancreasSegModuleLib.segmentationLogic import FORCE_CHECKBOX_TEXT
+    from PancreasSegModuleLib.segmentFlow import FORCE_CHECKBOX_TEXT
 
     logic, _, runner, volume, _ = env
     rec = Recorder()
@@ -260,7 +287,7 @@ def test_failed_rerun_keeps_the_old_result(env, model):
 def test_rerun_inside_roi_writes_the_moved_roi_in_lps_and_keeps_the_roi_node(env, model):
     logic, scene, runner, volume, answers = env
     first = _segment_once(logic, runner, volume, model)
-    moved = RoiGeometry((5.0, -7.0, 12.0), (30.0, 30.0, 40.0), ((1, 0, 0), (0, 1, 0), (0, 0, 1)), "RAS")
+    moved = roiFromRas((5.0, -7.0, 12.0), (30.0, 30.0, 40.0), ((1, 0, 0), (0, 1, 0), (0, 0, 1)))
     first.roi.props["geometry"] = moved
     answers.append(True)
     captured = {}
@@ -374,7 +401,7 @@ def test_logic_with_the_real_background_runner_imports_the_result(tmp_path, mode
     script.write_text(f"#!{sys.executable}\n" + FAKE_COMMAND % json.dumps(ROI_LPS))
     script.chmod(0o755)
     scene = FakeScene()
-    logic = PancreasSegLogic(scene, BackgroundProcess(), pythonExecutable=str(script), tempRoot=str(tmp_path))
+    logic = SegmentationLogic(scene, BackgroundProcess(), pythonExecutable=str(script), tempRoot=str(tmp_path))
     volume = scene.add("CT", "volume")
     rec = Recorder()
     logic.segment(volume, SegmentOptions(str(model)), rec.callbacks())

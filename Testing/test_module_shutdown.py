@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import ast
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from module_doubles import FakeRunner, FakeScene, writeFakeOutput
-from PancreasSegModuleLib.segmentationLogic import Callbacks, ExportOptions, PancreasSegLogic, SegmentOptions
+from module_doubles import FakeRunner, FakeScene, writeFakeBundle, writeFakeOutput
+from PancreasSegModuleLib.logicTypes import Callbacks, ExportOptions, SegmentOptions
+from PancreasSegModuleLib.segmentationLogic import SegmentationLogic
 from test_module_logic import Recorder, done_line
 
 MODULE = Path(__file__).resolve().parents[1] / "PancreasSeg"
@@ -19,16 +19,7 @@ MODULE = Path(__file__).resolve().parents[1] / "PancreasSeg"
 
 @pytest.fixture
 def model(tmp_path):
-    from PancreasSegLib.labels import PANCREAS
-
-    folder = tmp_path / "model"
-    folder.mkdir()
-    (folder / "model.json").write_text(json.dumps({"name": "m", "version": "1", "labels": [PANCREAS.to_json()],
-                                                   "weights": {"localizer": {"file": "l.safetensors"},
-                                                               "segmenter": {"file": "s.safetensors"}}}))
-    for name in ("l.safetensors", "s.safetensors"):
-        (folder / name).write_bytes(b"\0")
-    return folder
+    return writeFakeBundle(tmp_path / "model", name="m")
 
 
 @pytest.fixture
@@ -36,7 +27,7 @@ def env(tmp_path):
     scene, runner = FakeScene(), FakeRunner()
     temp = tmp_path / "temp"
     temp.mkdir()
-    logic = PancreasSegLogic(scene, runner, pythonExecutable="python", confirm=lambda q: True, tempRoot=str(temp))
+    logic = SegmentationLogic(scene, runner, pythonExecutable="python", confirm=lambda q: True, tempRoot=str(temp))
     return logic, scene, runner, scene.add("CT", "volume"), temp
 
 
@@ -145,8 +136,8 @@ def test_closing_the_scene_during_a_real_run_kills_the_process_tree_and_removes_
     temp = tmp_path / "temp"
     temp.mkdir()
     scene = FakeScene()
-    logic = PancreasSegLogic(scene, BackgroundProcess(terminateGraceSeconds=1.0), pythonExecutable=str(script),
-                             tempRoot=str(temp))
+    logic = SegmentationLogic(scene, BackgroundProcess(terminateGraceSeconds=1.0), pythonExecutable=str(script),
+                              tempRoot=str(temp))
     volume = scene.add("CT", "volume")
     rec = Recorder()
     logic.segment(volume, SegmentOptions(str(model)), Callbacks(onCancelled=rec._cancel))

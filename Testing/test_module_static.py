@@ -62,9 +62,110 @@ def test_only_checked_slicer_util_functions_are_called():
     assert not unchecked, f"check these against Slicer's source and list them in docs/slicer.md: {unchecked}"
 
 
-def test_logic_reaches_slicer_only_through_its_constructor_arguments():
-    tree = ast.parse(_source("PancreasSegModuleLib/segmentationLogic.py"))
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
-                for alias in node.names} | {node.module.split(".")[0] for node in ast.walk(tree)
-                                            if isinstance(node, ast.ImportFrom) and node.module}
+#: The files of the plain-Python Logic: they reach Slicer only through the Logic's constructor arguments.
+LOGIC_FILES = ("segmentationLogic", "backgroundJob", "commandLines", "segmentFlow", "datasetFlow", "fineTune",
+               "logicTypes", "modelBundle", "roiGeometry", "progress", "processRunner")
+
+
+def _imports(name: str) -> set[tuple[str, str]]:
+    """``(module, name)`` of every ``from module import name`` in a module file (``(module, "")`` for
+    ``import module``), lazy imports included."""
+    tree = ast.parse(_source(name))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {(alias.name, "") for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            found |= {("." * node.level + (node.module or ""), alias.name) for alias in node.names}
+    return found
+
+
+@pytest.mark.parametrize("name", LOGIC_FILES)
+def test_logic_reaches_slicer_only_through_its_constructor_arguments(name):
+    imported = {module.split(".")[0] for module, _ in _imports(f"PancreasSegModuleLib/{name}.py")}
     assert not imported & {"slicer", "qt", "ctk", "vtk"}
+
+
+def test_the_core_logic_and_slicers_logic_class_have_different_names():
+    core = {n.name for n in ast.parse(_source("PancreasSegModuleLib/segmentationLogic.py")).body
+            if isinstance(n, ast.ClassDef)}
+    assert core == {"SegmentationLogic"}
+    tree = ast.parse(_source("PancreasSeg.py"))
+    slicerLogic = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "PancreasSegLogic")
+    # The core first: ScriptedLoadableModuleLogic.__init__ calls super().__init__() (see test_module_import).
+    assert [ast.unparse(base) for base in slicerLogic.bases] == ["SegmentationLogic", "ScriptedLoadableModuleLogic"]
+
+
+def test_module_files_stay_within_300_lines():
+    sizes = {p.name: len(p.read_text(encoding="utf-8").splitlines())
+             for p in (MODULE / "PancreasSegModuleLib").glob("*.py")}
+    assert {name: n for name, n in sizes.items() if n > 300} == {}
+
+
+def _code_strings(path: Path) -> list[str]:
+    """The string constants of a file's code, docstrings left out."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and node.body
+                  and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return [node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+def test_the_module_keeps_no_copy_of_what_the_library_owns():
+    from PancreasSegLib.constants import DEFAULT_MODEL_NAME
+    from PancreasSegLib.labels import ANATOMIC_CONTEXT, DICOM_MASTER_CONTEXT, SLICER_ANATOMY_CONTEXT
+
+    owned = (DEFAULT_MODEL_NAME, ANATOMIC_CONTEXT, DICOM_MASTER_CONTEXT, SLICER_ANATOMY_CONTEXT, "model.json",
+             "master list", "Anatomy list")
+    for path in MODULE.rglob("*.py"):
+        copies = [text for text in _code_strings(path) if any(name in text for name in owned)]
+        assert copies == [], f"{path.relative_to(MODULE)} spells out what PancreasSegLib defines: {copies}"
+        assigned = {target.id for node in ast.parse(path.read_text(encoding="utf-8")).body
+                    if isinstance(node, ast.Assign) for target in node.targets if isinstance(target, ast.Name)}
+        assert not assigned & {"DEVICES", "REVIEW_STATUSES", "DEFAULT_MODEL_NAME", "BUNDLED_MODEL_NAME",
+                               "TYPE_CONTEXT", "ANATOMIC_CONTEXT", "DEFAULT_WEIGHTS"}
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("PancreasSeg.py", {("PancreasSegLib.constants", "DEVICES"), ("PancreasSegLib.constants", "REVIEW_STATUSES"),
+                        ("PancreasSegLib.io.segfile", "terminology_entry"),
+                        ("PancreasSegLib.evaluation.metrics", "binary_metrics")}),
+    ("PancreasSegModuleLib/sceneAdapter.py", {("PancreasSegLib.io.segfile", "terminology_entry")}),
+    ("PancreasSegModuleLib/modelBundle.py", {("PancreasSegLib.model.bundle", "load_config"),
+                                             ("PancreasSegLib.model.bundle", "STAGES"),
+                                             ("PancreasSegLib.constants", "DEFAULT_MODEL_NAME")}),
+    ("PancreasSegModuleLib/roiGeometry.py", {("PancreasSegLib.pipeline.roi", "ROI")}),
+    ("PancreasSegModuleLib/segmentFlow.py", {("PancreasSegLib.pipeline.roi", "read_roi"),
+                                             ("PancreasSegLib.pipeline.roi", "write_roi")}),
+    ("PancreasSegModuleLib/commandLines.py", {("PancreasSegLib.constants", "DEVICES")}),
+    ("PancreasSegModuleLib/datasetFlow.py", {("PancreasSegLib.constants", "REVIEW_STATUSES")}),
+])
+def test_shared_contracts_are_imported_from_the_library(name, expected):
+    assert expected <= _imports(name)
+
+
+@pytest.mark.parametrize("name", ["PancreasSegModuleLib/modelBundle.py", "PancreasSegModuleLib/roiGeometry.py",
+                                  "PancreasSegModuleLib/segmentFlow.py"])
+def test_the_module_parses_no_model_json_or_roi_json_itself(name):
+    assert not {("json", "load"), ("json", "loads")} & _imports(name)
+    assert not re.search(r"json\.loads?\(", _source(name))
+
+
+def test_the_widget_does_not_check_the_model_folder_on_every_gui_update():
+    tree = ast.parse(_source("PancreasSeg.py"))
+    widget = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "PancreasSegWidget")
+    updateGui = ast.unparse(next(n for n in widget.body if isinstance(n, ast.FunctionDef) and n.name == "updateGui"))
+    assert "self.logic.modelInfo(" in updateGui
+    assert not re.search(r"checkModel|validateModelFolder|load_config|model\.json", updateGui)
+
+
+def test_the_bar_has_a_share_for_every_stage_the_library_reports():
+    from PancreasSegModuleLib.progress import STAGES
+
+    from PancreasSegLib.progress import STAGES as LIBRARY_STAGES
+
+    assert tuple(STAGES) == LIBRARY_STAGES
+    shares = list(STAGES.values())
+    assert shares[0][0] == 0.0 and shares[-1][1] == 1.0
+    assert all(a[1] == b[0] for a, b in zip(shares, shares[1:]))

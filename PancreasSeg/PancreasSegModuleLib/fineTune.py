@@ -1,28 +1,25 @@
-"""The "Fine-tune on curated set" command line: ``pancreasseg train DATASET --init BUNDLE -o NEW``.
+"""The "Fine-tune on curated set" flow: ``pancreasseg train DATASET --init BUNDLE -o NEW`` in the background.
 
 The new bundle goes beside the curated dataset folder (``<dataset's parent>/<name>``) unless the user
 gives an absolute path. ``train`` keeps its checkpoints in ``<bundle>.work`` next to the bundle, so a
-cancelled fine-tune continues where it stopped when it is started again with the same name.
+cancelled fine-tune continues where it stopped when it is started again with the same name. On success
+the new bundle is checked and registered as a model choice; on failure or cancel nothing is registered.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
+
+from .backgroundJob import Job, JobRunner
+from .commandLines import CommandLines
+from .logicTypes import Callbacks, FineTuneOptions
+from .modelBundle import ModelInfo
+from .progress import TRAIN_STAGES
 
 #: A bundle folder name: letters, digits and ``_ - .``, not starting with a dot (no path tricks).
 _NAME = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,99}$")
-
-
-@dataclass(frozen=True)
-class FineTuneOptions:
-    """The choices of the fine-tune controls of the Export section."""
-
-    datasetFolder: str
-    bundleName: str
-    minutes: float = 10.0
-    device: str = "auto"
 
 
 def checkDataset(datasetFolder: str) -> Path:
@@ -64,9 +61,49 @@ def bundleOutputPath(datasetFolder: str, bundleName: str) -> Path:
     return path
 
 
-def buildTrainArguments(datasetFolder: str, initBundle: str, outputBundle: str, options: FineTuneOptions) -> list[str]:
-    """The ``train`` arguments (after the command prefix), with JSON-lines progress for the module."""
-    if not 0.1 <= float(options.minutes) <= 24 * 60:
-        raise ValueError(f"The time budget must be between 0.1 and 1440 minutes, got {options.minutes}.")
-    return ["train", datasetFolder, "-o", outputBundle, "--stage", "both", "--init", initBundle,
-            "--minutes", f"{float(options.minutes):g}", "--device", options.device, "--progress", "jsonl"]
+class FineTuneFlow:
+    """Fine-tuning: a part of :class:`~.segmentationLogic.SegmentationLogic`, which provides the attributes
+    annotated here."""
+
+    jobs: JobRunner
+    commands: CommandLines
+    registeredModels: list[str]
+    checkModel: Callable[[str], ModelInfo]
+    _dependenciesReady: Callable[[str], bool]
+
+    def fineTune(self, initModelPath: str, options: FineTuneOptions, callbacks: Callbacks | None = None) -> bool:
+        """Fine-tune ``initModelPath`` on the curated dataset in the background; on success the new bundle
+        is registered as a model choice and ``onDone`` gets its :class:`~.modelBundle.ModelInfo`.
+
+        Returns False when not started (required packages missing and not installed).
+
+        Raises:
+            ValueError: a run in progress, a bad model, dataset, name or time budget.
+        """
+        self.jobs.refuseIfRunning()
+        self.checkModel(initModelPath)
+        dataset = checkDataset(options.datasetFolder)
+        output = bundleOutputPath(str(dataset), options.bundleName)
+        args = self.commands.train(str(initModelPath), str(output), options)
+        if not self._dependenciesReady("train"):
+            return False
+        # train writes nothing of ours in a temporary folder (its checkpoints stay in <bundle>.work to
+        # resume); the job's own temporary folder only keeps the bookkeeping uniform.
+        with self.jobs.tempFolder("PancreasSeg-train-") as tempDir:
+            self.jobs.launch(Job("train", tempDir, callbacks or Callbacks(), finish=self._finishFineTune,
+                                 context={"output": str(output)}, stages=TRAIN_STAGES), args)
+        return True
+
+    def registerModel(self, bundlePath: str) -> ModelInfo:
+        """Check ``bundlePath`` and add it to the model choices (no duplicates, newest last)."""
+        info = self.checkModel(bundlePath)
+        path = str(Path(bundlePath))
+        self.registeredModels = [p for p in self.registeredModels if p != path] + [path]
+        return info
+
+    def _finishFineTune(self, job: Job) -> ModelInfo:
+        bundle = job.outputs.get("bundle") or job.context["output"]
+        try:
+            return self.registerModel(bundle)
+        except ValueError as exc:
+            raise RuntimeError(f"The training reported success but the new bundle is not usable: {exc}") from None

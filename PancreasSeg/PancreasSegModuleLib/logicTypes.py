@@ -4,8 +4,9 @@
   in Slicer, a test double outside it);
 - :class:`ProcessRunner`: a background command with streamed output and cancel
   (``processRunner.BackgroundProcess``);
-- the options the widget hands over (:class:`SegmentOptions`, :class:`ExportOptions`), what comes
-  back (:class:`SegmentationResult`, :class:`ExportSummary`) and how a run reports (:class:`Callbacks`).
+- the options the widget hands over (:class:`SegmentOptions`, :class:`ExportOptions`, :class:`FineTuneOptions`),
+  what comes back (:class:`SegmentationResult`, :class:`ExportSummary`) and how a run reports
+  (:class:`Callbacks`).
 """
 
 from __future__ import annotations
@@ -15,20 +16,20 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from PancreasSegLib.labels import LabelInfo
-
-from .roiGeometry import RoiGeometry
+from PancreasSegLib.pipeline.roi import ROI
 
 
 class SceneAdapter(Protocol):
-    """What the Logic needs of the scene. Node arguments are opaque to the Logic."""
+    """What the Logic needs of the scene. Node arguments are opaque to the Logic; ROIs are the library's
+    :class:`~PancreasSegLib.pipeline.roi.ROI` (LPS), the adapter converts them for the markups ROI (RAS)."""
 
     def nodeName(self, node: Any) -> str: ...
     def writeVolume(self, volumeNode: Any, path: str) -> None: ...
     def importSegmentation(self, path: str, volumeNode: Any, name: str, labels: Sequence[LabelInfo],
                            hidden: bool = False) -> Any: ...
     def copySegmentation(self, segmentationNode: Any, name: str) -> Any: ...
-    def createRoi(self, name: str, roi: RoiGeometry, visible: bool) -> Any: ...
-    def readRoi(self, roiNode: Any) -> RoiGeometry: ...
+    def createRoi(self, name: str, roi: ROI, visible: bool) -> Any: ...
+    def readRoi(self, roiNode: Any) -> ROI: ...
     def loadProbabilityMap(self, path: str, name: str) -> Any: ...
     def findResult(self, volumeNode: Any) -> SegmentationResult | None: ...
     def linkResult(self, result: SegmentationResult) -> None: ...
@@ -92,6 +93,16 @@ class ExportOptions:
     reviewer: str = ""
     status: str = "corrected"
     note: str = ""
+
+
+@dataclass(frozen=True)
+class FineTuneOptions:
+    """The choices of the fine-tune controls of the Export section."""
+
+    datasetFolder: str
+    bundleName: str
+    minutes: float = 10.0
+    device: str = "auto"
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,22 @@
-"""A light check of a model bundle folder, done the moment the user picks it.
+"""What the module shows and needs of a model bundle, checked the moment the user picks it.
 
-The full check (weights' sha256, architecture) happens in the command; here we only make sure the folder
-is a bundle at all, so a wrong pick is reported at once instead of after the CT has been written out.
+Reading and validating ``model.json`` is ``PancreasSegLib.model.bundle.load_config`` (the same check the
+command makes, without hashing the weights); here the module only adds that the weights files it names
+are present, and turns the configuration into what the GUI shows. The full check (weights' sha256, the
+networks) still happens in the command. A wrong pick is reported at once instead of after the CT has
+been written out.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from PancreasSegLib.labels import STANDARD_LABELS, LabelInfo
-
-BUNDLED_MODEL_NAME = "pancreas-phantom-v1"
-DEFAULT_WEIGHTS = ("localizer.safetensors", "segmenter.safetensors")
+from PancreasSegLib.constants import DEFAULT_MODEL_NAME
+from PancreasSegLib.labels import LabelInfo
+from PancreasSegLib.model.bundle import MODEL_JSON, STAGES, load_config
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class ModelInfo:
     version: str
     labels: tuple[LabelInfo, ...]
     trainedOnPhantoms: bool
-    weights: tuple[str, ...] = field(default=DEFAULT_WEIGHTS)
+    weights: tuple[str, ...]
     description: str = ""
     untrained: bool = False
 
@@ -52,73 +54,75 @@ class ModelInfo:
 def bundledModelCandidates(moduleDir: str | os.PathLike) -> list[Path]:
     """Where the bundled model may be: next to an installed module, or in the source tree's Resources."""
     moduleDir = Path(moduleDir)
-    return [moduleDir / "Resources" / "Models" / BUNDLED_MODEL_NAME,
-            moduleDir.parent / "Resources" / "Models" / BUNDLED_MODEL_NAME]
+    return [moduleDir / "Resources" / "Models" / DEFAULT_MODEL_NAME,
+            moduleDir.parent / "Resources" / "Models" / DEFAULT_MODEL_NAME]
 
 
 def findBundledModel(moduleDir: str | os.PathLike) -> Path | None:
     """The first existing bundled model folder, or None."""
-    return next((p for p in bundledModelCandidates(moduleDir) if (p / "model.json").is_file()), None)
+    return next((p for p in bundledModelCandidates(moduleDir) if (p / MODEL_JSON).is_file()), None)
 
 
-def _weightFiles(manifest: dict) -> tuple[str, ...]:
-    found: list[str] = []
-
-    def visit(value) -> None:
-        if isinstance(value, str) and value.endswith(".safetensors") and "/" not in value and "\\" not in value:
-            found.append(value)
-        elif isinstance(value, dict):
-            for item in value.values():
-                visit(item)
-        elif isinstance(value, list):
-            for item in value:
-                visit(item)
-
-    visit(manifest)
-    return tuple(dict.fromkeys(found)) or DEFAULT_WEIGHTS
+def isModelFolder(path: str | os.PathLike) -> bool:
+    """True when ``path`` holds a ``model.json`` (what a registered model choice must still have)."""
+    return (Path(path) / MODEL_JSON).is_file()
 
 
-def _labels(manifest: dict) -> tuple[LabelInfo, ...]:
-    labels = []
-    for entry in manifest.get("labels") or []:
-        try:
-            labels.append(LabelInfo.from_json(entry))
-        except (KeyError, TypeError, ValueError):
-            # A label without full coding still gets our standard coding when its value is one we know.
-            value = entry.get("value") if isinstance(entry, dict) else None
-            if value in STANDARD_LABELS:
-                labels.append(STANDARD_LABELS[value])
-    return tuple(labels) or (STANDARD_LABELS[1],)
+def weightsFiles(config: dict) -> tuple[str, ...]:
+    """The weights files of a validated bundle configuration, one per stage, in stage order."""
+    return tuple(config["stages"][stage]["weights"]["file"] for stage in STAGES)
 
 
 def validateModelFolder(path: str | os.PathLike) -> ModelInfo:
-    """Check that ``path`` holds model.json (parsable) and its weights files; return what it says.
+    """Check ``path`` with the library's ``load_config`` and that its weights files are there.
 
     Raises:
-        ValueError: with a message naming the folder and what is missing.
+        ValueError: with a message naming the folder and what is wrong (``InputError`` is a ValueError).
     """
     if not str(path).strip():
         raise ValueError("No model folder selected.")
     folder = Path(path)
-    if not folder.is_dir():
-        raise ValueError(f"Model folder {folder} does not exist.")
-    manifestPath = folder / "model.json"
-    if not manifestPath.is_file():
-        raise ValueError(f"{folder} is not a model bundle: it has no model.json.")
-    try:
-        manifest = json.loads(manifestPath.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{manifestPath} cannot be read as JSON ({exc}).") from None
-    if not isinstance(manifest, dict):
-        raise ValueError(f"{manifestPath} is not a JSON object.")
-    weights = _weightFiles(manifest)
+    config = load_config(folder)
+    weights = weightsFiles(config)
     missing = [w for w in weights if not (folder / w).is_file()]
     if missing:
         raise ValueError(f"{folder} misses the weights file(s) {', '.join(missing)}.")
-    name = str(manifest.get("name") or folder.name)
-    description = " ".join(str(manifest.get("description") or "").split())
+    name = str(config["name"])
+    description = " ".join(str(config.get("description") or "").split())
     # Only what the bundle says about itself and its training counts, not e.g. a file name in a path.
-    about = json.dumps([name, description, manifest.get("training"), manifest.get("parent")]).lower()
+    about = json.dumps([name, description, config.get("training"), config.get("parent")]).lower()
     untrained = "random weights" in about or "never trained" in about or "untrained" in description.lower()
-    return ModelInfo(folder, name, str(manifest.get("version", "")), _labels(manifest), "phantom" in about,
-                     weights, description, untrained)
+    labels = tuple(LabelInfo.from_json(entry) for entry in config["labels"])
+    return ModelInfo(folder, name, str(config.get("version", "")), labels, "phantom" in about, weights, description,
+                     untrained)
+
+
+class ModelInfoCache:
+    """The checked model of the GUI: ``model.json`` is read again only when the path changes.
+
+    The widget refreshes its labels on every parameter change; asking this cache instead of
+    :func:`validateModelFolder` keeps that from reading the bundle each time. A run still checks the
+    folder afresh (the Logic calls :func:`validateModelFolder`).
+    """
+
+    def __init__(self) -> None:
+        self._path: str | None = None
+        self._info: ModelInfo | None = None
+        self._error: str | None = None
+
+    def get(self, path: str | os.PathLike) -> ModelInfo:
+        """The :class:`ModelInfo` of ``path``, from the last check when the path is unchanged.
+
+        Raises:
+            ValueError: the folder is not a usable bundle (the message of the check, kept as well).
+        """
+        key = str(path)
+        if key != self._path:
+            self._path, self._info, self._error = key, None, None
+            try:
+                self._info = validateModelFolder(key)
+            except ValueError as exc:
+                self._error = str(exc)
+        if self._error is not None:
+            raise ValueError(self._error)
+        return self._info  # type: ignore[return-value]

@@ -1,6 +1,6 @@
 """Everything the Logic needs of the MRML scene, done with Slicer's own API (the only file that does).
 
-Implements ``segmentationLogic.SceneAdapter``. The links between a volume and its result (the edited
+Implements ``logicTypes.SceneAdapter``. The links between a volume and its result (the edited
 segmentation, the hidden proposal, the ROI) are node references on the segmentation node, so they are
 saved with the scene and found again after it is reloaded.
 """
@@ -13,11 +13,12 @@ from collections.abc import Sequence
 import slicer
 import vtk
 
+from PancreasSegLib.io.segfile import terminology_entry
 from PancreasSegLib.labels import LabelInfo
+from PancreasSegLib.pipeline.roi import ROI
 
-from .roiGeometry import RoiGeometry
-from .segmentationLogic import SegmentationResult
-from .terminology import terminologyEntry
+from .logicTypes import SegmentationResult
+from .roiGeometry import rasBox, roiFromRas
 
 # Node reference roles and attributes of our results (on the edited segmentation node).
 PROPOSAL_ROLE = "PancreasSegProposal"
@@ -93,7 +94,8 @@ class SlicerSceneAdapter:
                 continue
             segment.SetName(label.name)
             segment.SetColor(*label.color)
-            segment.SetTag(segment.GetTerminologyEntryTagName(), terminologyEntry(label))
+            # The same entry as our .seg.nrrd files carry (Testing/test_module_terminology.py pins it).
+            segment.SetTag(segment.GetTerminologyEntryTagName(), terminology_entry(label))
             segment.SetTag("PancreasSeg.LabelValue", str(label.value))
 
     def copySegmentation(self, segmentationNode, name: str):
@@ -144,28 +146,29 @@ class SlicerSceneAdapter:
 
     # -- ROI -------------------------------------------------------------------------------------------
 
-    def createRoi(self, name: str, roi: RoiGeometry, visible: bool):
-        roi = roi.converted("RAS")
+    def createRoi(self, name: str, roi: ROI, visible: bool):
+        box = rasBox(roi)
         roiNode = self.scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", name)
         matrix = vtk.vtkMatrix4x4()
-        for column, axis in enumerate(roi.axes):
+        for column, axis in enumerate(box.axes):
             for row in range(3):
                 matrix.SetElement(row, column, axis[row])
         for row in range(3):
-            matrix.SetElement(row, 3, roi.center[row])
+            matrix.SetElement(row, 3, box.center[row])
         roiNode.SetAndObserveObjectToNodeMatrix(matrix)
-        roiNode.SetSize(*roi.size)
+        roiNode.SetSize(*box.size)
         roiNode.GetDisplayNode().SetVisibility(visible)
         return roiNode
 
-    def readRoi(self, roiNode) -> RoiGeometry:
+    def readRoi(self, roiNode) -> ROI:
+        """The ROI node's box (checked by the library: positive size, orthonormal axes; else ValueError)."""
         center, size = [0.0] * 3, [0.0] * 3
         axes = [[0.0] * 3 for _ in range(3)]
         roiNode.GetCenterWorld(center)
         roiNode.GetSizeWorld(size)
         for index in range(3):
             roiNode.GetAxisWorld(index, axes[index])
-        return RoiGeometry(tuple(center), tuple(size), tuple(tuple(a) for a in axes), "RAS")  # type: ignore[arg-type]
+        return roiFromRas(center, size, axes)
 
     def setRoiVisible(self, roiNode, visible: bool) -> None:
         if roiNode is not None and roiNode.GetDisplayNode() is not None:
