@@ -113,29 +113,16 @@ def check_size_before_reading(path: str | os.PathLike, series: str | None = None
 def _dicom_voxels(folder: Path, series: str | None, budget: int) -> int:
     import SimpleITK as sitk
 
-    # MetaImage files are never DICOM slices, and their headers can crash the reader (check_header_safe).
-    files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-             and full_extension(p) not in (".mha", ".mhd")]
-    if not files:
-        return 0
+    from PancreasSegLib.io.dicom_scan import choose_series
+
+    try:
+        chosen = choose_series(folder, series)
+    except InputError:
+        return 0  # the series reader reports the problem (several series, none, duplicate UIDs)
     reader = sitk.ImageFileReader()
-    for file in files[:20]:  # the first file that is an image gives the slice size
-        reader.SetFileName(str(file))
-        try:
-            reader.ReadImageInformation()
-            break
-        except RuntimeError:
-            continue
-    else:
-        return 0
-    per_file = math.prod(reader.GetSize())
-    if per_file * len(files) <= budget:  # an upper bound that is cheap: every file one slice of this size
-        return per_file * len(files)
-    uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
-    uid = series if series in uids else (uids[0] if len(uids) == 1 else None)
-    if uid is None:
-        return 0  # the series reader asks the user to choose one first
-    return per_file * len(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))
+    reader.SetFileName(chosen.files[0])
+    reader.ReadImageInformation()  # the first slice's size (one multi-frame file: all its frames)
+    return math.prod(reader.GetSize()) * reader.GetNumberOfComponents() * len(chosen.files)
 
 
 def check_geometry(image: sitk.Image, path: str | os.PathLike | None = None) -> None:

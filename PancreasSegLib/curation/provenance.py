@@ -166,10 +166,9 @@ def source_info(path: str | os.PathLike, image: sitk.Image, series: str | None =
     if path.is_dir():
         kind = "dicom-series"
         if series is None:
-            from PancreasSegLib.io.dicom import list_dicom_series
+            from PancreasSegLib.io.dicom_scan import choose_series
 
-            uids = list_dicom_series(path)
-            series = uids[0] if len(uids) == 1 else None
+            series = choose_series(path).uid  # the series the image was read from
         uid = series
     elif image.HasMetaDataKey("0020|000e"):
         kind = "dicom-file"

@@ -5,7 +5,8 @@
 - :mod:`.guards`: SimpleITK behind guards (one-line reasons, headers that would crash ITK refused);
   :mod:`.images`: small pure helpers on images; :mod:`.nifti`: the one NIfTI header parser;
 - :mod:`.grid`: an image's geometry and grid comparisons within one tolerance;
-- :mod:`.dicom`: DICOM series folders; :mod:`.segfile`: Slicer ``.seg.nrrd`` with coded segments;
+- :mod:`.dicom_scan`: the series of a DICOM folder from its headers, and the one to read; :mod:`.dicom`:
+  reading it with its geometry checked; :mod:`.segfile`: Slicer ``.seg.nrrd`` with coded segments;
 - :mod:`.volumes`: ``read_volume`` / ``write_labelmap`` / ``write_volume`` for every supported format.
 
 Submodules are imported where they are used (nothing is imported here), so that a light caller such

@@ -48,19 +48,20 @@ def write_dicom_seg(label: str | os.PathLike | sitk.Image, dicom_folder: str | o
         A summary: ``segments`` (number, label, value), ``frames``, ``resampled`` and ``path``.
 
     Raises:
-        InputError: unreadable series or label, undeclared label values, an empty label, or a label
-            that lies outside the series.
+        InputError: unreadable series or label, undeclared label values, an empty label, a label that
+            lies outside the series, or source instances a SEG cannot reference (blank or missing UIDs,
+            an unrepairable SOP class, a multi-frame source: see :mod:`.dicom_sources`).
 
     >>> write_dicom_seg("pancreas.nii.gz", "ct_dicom/", "pancreas_seg.dcm")  # doctest: +SKIP
     """
     import highdicom as hd
-    import pydicom
     import SimpleITK as sitk
     from pydicom.sr.codedict import codes
 
     from PancreasSegLib.io.atomic import atomic_path, check_output_folder
-    from PancreasSegLib.io.dicom import list_dicom_series
+    from PancreasSegLib.io.dicom_scan import choose_series
     from PancreasSegLib.io.volumes import read_volume
+    from PancreasSegLib.outputs.dicom_sources import load_sources
 
     labels = dict(labels or STANDARD_LABELS)
     if algorithm_type not in ALGORITHM_TYPES:
@@ -70,7 +71,8 @@ def write_dicom_seg(label: str | os.PathLike | sitk.Image, dicom_folder: str | o
     if not folder.is_dir():
         raise InputError("expected the folder of the source DICOM series", folder)
     ct = read_volume(folder, series)
-    series = series or list_dicom_series(folder)[0]
+    files = choose_series(folder, series).files  # the files the volume was read from, in slice order
+    sources = load_sources(files, folder)
     seg_image = label if isinstance(label, sitk.Image) else read_volume(label)
     name = None if isinstance(label, sitk.Image) else os.fspath(label)
     array, resampled = _on_grid(seg_image, ct, name)
@@ -81,8 +83,6 @@ def write_dicom_seg(label: str | os.PathLike | sitk.Image, dicom_folder: str | o
     if not present:
         raise InputError("the label is empty: nothing to put into a DICOM SEG", name)
 
-    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series)
-    sources = [pydicom.dcmread(f) for f in files]
     frames, segment_of = _frames(ct, array, present, files, sources, folder)
 
     model = dict(model or {"name": "PancreasSeg", "version": __version__})
