@@ -97,8 +97,9 @@ class DatasetFlow:
         with self.jobs.tempFolder("PancreasSeg-export-") as tempDir:
             image = os.path.join(tempDir, "image.nii.gz")
             label = os.path.join(tempDir, "label.nii.gz")
-            self.scene.writeVolume(volumeNode, image)
+            # The label first: a segment deleted, renamed or emptied is refused before anything else is written.
             self.scene.exportLabelmap(segmentation, volumeNode, label, labels)
+            self.scene.writeVolume(volumeNode, image)
             proposal = None
             if result is not None and result.proposal is not None:
                 proposal = os.path.join(tempDir, "proposal.nii.gz")

@@ -1,8 +1,11 @@
 """Everything the Logic needs of the MRML scene, done with Slicer's own API (the only file that does).
 
-Implements ``logicTypes.SceneAdapter``. The links between a volume and its result (the edited
-segmentation, the hidden proposal, the ROI) are node references on the segmentation node, so they are
-saved with the scene and found again after it is reloaded.
+Implements ``logicTypes.SceneAdapter``. The links between a volume and its result (the edited segmentation,
+the hidden proposal, the ROI) are node references on the segmentation node, so they are saved with the scene.
+Only APIs that Slicer's core libraries have both inside the application and outside it (``slicer-core``) are
+used: files are read through the volumes logic and written with storage nodes, segmentations are made and
+exported with the segmentations logic, nodes are found by class. Module logics and the few view and GUI calls
+come from ``slicerApplication``.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ import slicer
 import vtk
 
 from PancreasSegLib.io.segfile import terminology_entry
-from PancreasSegLib.labels import LabelInfo
+from PancreasSegLib.labels import PANCREAS, LabelInfo
 from PancreasSegLib.pipeline.roi import ROI
 
 from .logicTypes import SegmentationResult
 from .roiGeometry import rasBox, roiFromRas
+from .slicerApplication import ApplicationViews, ModuleLogics, moduleLogics
 
 # Node reference roles and attributes of our results (on the edited segmentation node).
 PROPOSAL_ROLE = "PancreasSegProposal"
@@ -27,33 +31,73 @@ PROBABILITY_ROLE = "PancreasSegProbability"
 RESULT_ATTRIBUTE = "PancreasSeg.Result"
 MODEL_ATTRIBUTE = "PancreasSeg.ModelPath"
 SOURCE_VOLUME_ROLE = "PancreasSegSourceVolume"
+#: The segment tag holding the label value a coded segment was imported with.
+LABEL_VALUE_TAG = "PancreasSeg.LabelValue"
+# vtkSlicerVolumesLogic::AddArchetypeVolume loading options (bits).
+LABEL_MAP, SINGLE_FILE, AUTO_WINDOW_LEVEL = 1, 4, 8
 
 
 class SlicerSceneAdapter:
-    """The scene interface of the Logic for a running Slicer."""
+    """The scene interface of the Logic, on Slicer's scene or any other ``vtkMRMLScene``.
 
-    def __init__(self, scene=None) -> None:
-        self.scene = scene or slicer.mrmlScene
+    Args:
+        scene: the scene (``slicer.mrmlScene`` when None).
+        logics: the module logics to use (by default the application's for its scene, else created on it).
+        views: the view and GUI calls (by default :class:`~.slicerApplication.ApplicationViews`).
+    """
+
+    def __init__(self, scene=None, logics: ModuleLogics | None = None, views: ApplicationViews | None = None) -> None:
+        self.scene, self._logics = (scene if scene is not None else slicer.mrmlScene), logics
+        self.views = views if views is not None else ApplicationViews()
+
+    @property
+    def logics(self) -> ModuleLogics:
+        """The module logics, looked up (or created) on first use: the module loads before other modules."""
+        if self._logics is None:
+            self._logics = moduleLogics(self.scene)
+        return self._logics
 
     # -- files <-> nodes -------------------------------------------------------------------------------
 
     def nodeName(self, node) -> str:
         return node.GetName()
 
-    def writeVolume(self, volumeNode, path: str) -> None:
-        # A temporary storage node writes the file without changing the volume's own storage node.
-        slicer.util.exportNode(volumeNode, path, {"useCompression": 0})
-        if not os.path.isfile(path):
+    def writeVolume(self, volumeNode, path: str, compress: bool = False) -> None:
+        """Write a volume in its own grid with a storage node of its own (the node's storage is left alone)."""
+        storageNode = slicer.vtkMRMLVolumeArchetypeStorageNode()
+        storageNode.SetFileName(path)
+        storageNode.SetUseCompression(1 if compress else 0)
+        if not storageNode.WriteData(volumeNode) or not os.path.isfile(path):
             raise RuntimeError(f"Could not write {volumeNode.GetName()} to {path}.")
 
     def loadVolume(self, path: str, name: str):
-        return slicer.util.loadVolume(path, {"name": name})
+        """A volume file, or a folder with one DICOM series, as a scalar volume (else RuntimeError)."""
+        return self._readVolume(path, name, AUTO_WINDOW_LEVEL)
+
+    loadProbabilityMap = loadVolume
+
+    def _readVolume(self, path: str, name: str, options: int):
+        archetype = path
+        if os.path.isdir(path):
+            # A series folder: the archetype reader reads every file of the first file's series.
+            files = sorted(entry.path for entry in os.scandir(path) if entry.is_file())
+            archetype = files[0] if files else path
+        else:
+            options |= SINGLE_FILE  # never a numbered file series (case_0001, case_0002, ...)
+        node = self.logics.volumes.AddArchetypeVolume(archetype, name, options)
+        if node is None:
+            raise RuntimeError(f"Could not read {path} as a volume.")
+        return node
 
     def importSegmentation(self, path: str, volumeNode, name: str, labels: Sequence[LabelInfo],
                            hidden: bool = False):
-        """Load a label map file as a segmentation of ``volumeNode`` with named, coded, colored segments."""
-        colorNode = self._colorTable(labels)
-        labelmapNode = slicer.util.loadLabelVolume(path, {"name": f"{name} labelmap", "show": False})
+        """Load a label map file as a segmentation of ``volumeNode`` with named, coded, colored segments.
+
+        Raises:
+            RuntimeError: the file cannot be read or imported; the scene is left as it was.
+        """
+        labelmapNode = self._readVolume(path, f"{name} labelmap", LABEL_MAP)
+        colorNode, segmentationNode = self._colorTable(labels), None
         try:
             labelmapNode.GetDisplayNode().SetAndObserveColorNodeID(colorNode.GetID())
             segmentationNode = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
@@ -63,13 +107,13 @@ class SlicerSceneAdapter:
             segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
             segmentationNode.SetNodeReferenceID(segmentationNode.GetReferenceImageGeometryReferenceRole(),
                                                 volumeNode.GetID())
-            if not slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelmapNode,
-                                                                                         segmentationNode):
-                self.scene.RemoveNode(segmentationNode)
+            if not self.logics.segmentations.ImportLabelmapToSegmentationNode(labelmapNode, segmentationNode):
                 raise RuntimeError(f"Could not import {path} as a segmentation.")
+        except BaseException:
+            self.removeNodes([segmentationNode])
+            raise
         finally:
-            self.scene.RemoveNode(labelmapNode)
-            self.scene.RemoveNode(colorNode)
+            self.removeNodes([labelmapNode, colorNode])
         self._codeSegments(segmentationNode, labels)
         segmentationNode.GetDisplayNode().SetVisibility(not hidden)
         return segmentationNode
@@ -96,7 +140,7 @@ class SlicerSceneAdapter:
             segment.SetColor(*label.color)
             # The same entry as our .seg.nrrd files carry (Testing/test_module_terminology.py pins it).
             segment.SetTag(segment.GetTerminologyEntryTagName(), terminology_entry(label))
-            segment.SetTag("PancreasSeg.LabelValue", str(label.value))
+            segment.SetTag(LABEL_VALUE_TAG, str(label.value))
 
     def copySegmentation(self, segmentationNode, name: str):
         """A hidden copy of ``segmentationNode``: the proposal a later export compares the correction with."""
@@ -111,52 +155,84 @@ class SlicerSceneAdapter:
         copy.SetHideFromEditors(True)
         return copy
 
-    def loadProbabilityMap(self, path: str, name: str):
-        return slicer.util.loadVolume(path, {"name": name, "show": False})
-
     def exportLabelmap(self, segmentationNode, volumeNode, path: str, labels: Sequence[LabelInfo]) -> None:
-        """Write the segmentation as a label map in exactly ``volumeNode``'s grid, with our label values."""
+        """Write the segmentation as a label map in exactly ``volumeNode``'s grid, with our label values.
+
+        Raises:
+            ValueError: the Pancreas segment was deleted, renamed or emptied (nothing is written).
+            RuntimeError: the export or the write failed.
+        """
+        segmentIds, values = self._trainingSegments(segmentationNode, labels)
+        colorTables = self._colorTableIds()
+        labelmapNode = self.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "PancreasSegExport")
+        colorNode = self._colorTable(labels)
+        try:
+            # The color table maps segment names to our label values; the reference volume fixes the grid.
+            if not self.logics.segmentations.ExportSegmentsToLabelmapNode(
+                    segmentationNode, segmentIds, labelmapNode, volumeNode,
+                    slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY, colorNode):
+                raise RuntimeError(f"Could not export {segmentationNode.GetName()} as a label map.")
+            if PANCREAS.value in values and not self._holdsValue(labelmapNode, PANCREAS.value):
+                raise ValueError(f"The '{PANCREAS.name}' segment of '{segmentationNode.GetName()}' is empty: "
+                                 "nothing was exported.")
+            self.writeVolume(labelmapNode, path, compress=True)
+        finally:
+            # The export also adds a color table of its own ("<segmentation>_ColorTable"): none is kept.
+            added = [self.scene.GetNodeByID(nodeId) for nodeId in self._colorTableIds() - colorTables]
+            self.removeNodes([labelmapNode, colorNode] + added)
+
+    def _colorTableIds(self) -> set[str]:
+        count = self.scene.GetNumberOfNodesByClass("vtkMRMLColorTableNode")
+        return {self.scene.GetNthNodeByClass(i, "vtkMRMLColorTableNode").GetID() for i in range(count)}
+
+    @staticmethod
+    def _trainingSegments(segmentationNode, labels: Sequence[LabelInfo]):
+        """The IDs of the segments named after a label (a vtkStringArray) and their label values.
+
+        Raises:
+            ValueError: a coded segment was renamed, or there is no Pancreas segment.
+        """
         segmentation = segmentationNode.GetSegmentation()
         segmentIds = vtk.vtkStringArray()
         values = []
         byName = {label.name: label for label in labels}
         for index in range(segmentation.GetNumberOfSegments()):
             segment = segmentation.GetNthSegment(index)
-            value = segment.GetTag("PancreasSeg.LabelValue") or ""
             label = byName.get(segment.GetName())
-            if not value and label is None:
+            tagValue = vtk.reference("")  # vtkSegment::GetTag(name, value&) -> bool
+            if label is None and segment.GetTag(LABEL_VALUE_TAG, tagValue):
+                original = next((lab.name for lab in labels if str(lab.value) == str(tagValue)), "a model")
+                raise ValueError(f"The segment '{segment.GetName()}' of '{segmentationNode.GetName()}' was the "
+                                 f"'{original}' segment: rename it back to '{original}' to export it; nothing "
+                                 "was exported.")
+            if label is None:
                 continue  # a segment the user added (e.g. a note-taking segment) is not a training label
             segmentIds.InsertNextValue(segmentation.GetNthSegmentID(index))
-            values.append(int(value) if value else label.value)
-        labelmapNode = self.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "PancreasSegExport")
-        try:
-            colorNode = self._colorTable(labels)
-            # The color table maps segment names to our label values; the reference volume fixes the grid.
-            ok = slicer.modules.segmentations.logic().ExportSegmentsToLabelmapNode(
-                segmentationNode, segmentIds, labelmapNode, volumeNode,
-                slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY, colorNode)
-            self.scene.RemoveNode(colorNode)
-            if not ok:
-                raise RuntimeError(f"Could not export {segmentationNode.GetName()} as a label map.")
-            slicer.util.exportNode(labelmapNode, path)
-            if not os.path.isfile(path):
-                raise RuntimeError(f"Could not write {path}.")
-        finally:
-            self.scene.RemoveNode(labelmapNode)
+            values.append(label.value)
+        if PANCREAS.name in byName and PANCREAS.value not in values:
+            raise ValueError(f"'{segmentationNode.GetName()}' has no '{PANCREAS.name}' segment (deleted or "
+                             "renamed?): nothing was exported.")
+        return segmentIds, values
+
+    @staticmethod
+    def _holdsValue(labelmapNode, value: int) -> bool:
+        from vtk.util.numpy_support import vtk_to_numpy
+
+        return bool((vtk_to_numpy(labelmapNode.GetImageData().GetPointData().GetScalars()) == value).any())
 
     # -- ROI -------------------------------------------------------------------------------------------
 
     def createRoi(self, name: str, roi: ROI, visible: bool):
         box = rasBox(roi)
         roiNode = self.scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", name)
+        # Columns: the box's axes, then its center (RAS).
+        rows = [[axis[row] for axis in box.axes] + [box.center[row]] for row in range(3)] + [[0.0, 0.0, 0.0, 1.0]]
         matrix = vtk.vtkMatrix4x4()
-        for column, axis in enumerate(box.axes):
-            for row in range(3):
-                matrix.SetElement(row, column, axis[row])
-        for row in range(3):
-            matrix.SetElement(row, 3, box.center[row])
+        matrix.DeepCopy([value for row in rows for value in row])
         roiNode.SetAndObserveObjectToNodeMatrix(matrix)
         roiNode.SetSize(*box.size)
+        if roiNode.GetDisplayNode() is None:
+            roiNode.CreateDefaultDisplayNodes()  # no markups logic observes this scene
         roiNode.GetDisplayNode().SetVisibility(visible)
         return roiNode
 
@@ -189,7 +265,9 @@ class SlicerSceneAdapter:
     def findResult(self, volumeNode) -> SegmentationResult | None:
         if volumeNode is None:
             return None
-        for node in slicer.util.getNodesByClass("vtkMRMLSegmentationNode"):
+        className = "vtkMRMLSegmentationNode"
+        for index in range(self.scene.GetNumberOfNodesByClass(className)):
+            node = self.scene.GetNthNodeByClass(index, className)
             if node.GetAttribute(RESULT_ATTRIBUTE) != "1":
                 continue
             if node.GetNodeReferenceID(SOURCE_VOLUME_ROLE) != volumeNode.GetID():
@@ -200,23 +278,23 @@ class SlicerSceneAdapter:
         return None
 
     def removeNodes(self, nodes) -> None:
+        """Remove ``nodes`` with their display and storage nodes (a scene without the application keeps those)."""
         for node in nodes:
-            if node is not None and self.scene.IsNodePresent(node):
-                self.scene.RemoveNode(node)
+            if node is None or not self.scene.IsNodePresent(node):
+                continue
+            displayable, storable = node.IsA("vtkMRMLDisplayableNode"), node.IsA("vtkMRMLStorableNode")
+            parts = [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())] if displayable else []
+            parts += [node.GetStorageNode()] if storable else []
+            self.scene.RemoveNode(node)
+            for part in parts:
+                if part is not None and self.scene.IsNodePresent(part):
+                    self.scene.RemoveNode(part)
 
     # -- views -----------------------------------------------------------------------------------------
 
     def showResult(self, result: SegmentationResult) -> None:
-        slicer.util.setSliceViewerLayers(background=result.volume, fit=True)
         result.segmentation.CreateClosedSurfaceRepresentation()
-        layoutManager = slicer.app.layoutManager()
-        if layoutManager is not None and layoutManager.threeDWidget(0) is not None:
-            layoutManager.threeDWidget(0).threeDView().resetFocalPoint()
+        self.views.showVolume(result.volume)
 
     def openSegmentEditor(self, segmentationNode, volumeNode) -> None:
-        slicer.util.selectModule("SegmentEditor")
-        editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
-        editor.setSegmentationNode(segmentationNode)
-        # Slicer 5.2 renamed "master" volume to "source" volume; 5.0/5.1 only have the old name.
-        setSource = getattr(editor, "setSourceVolumeNode", None) or editor.setMasterVolumeNode
-        setSource(volumeNode)
+        self.views.openSegmentEditor(segmentationNode, volumeNode)
