@@ -21,6 +21,7 @@ from PancreasSegLib import __version__
 COMMANDS = (
     "demo",
     "segment",
+    "worker",
     "phantom",
     "montage",
     "train",

@@ -10,6 +10,9 @@ import pytest
 # Two cores here: keep torch from oversubscribing them when tests run.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The test process imports MONAI whole (as training does); Testing/test_model_light_imports.py checks the light
+# imports of the segment command in subprocesses.
+os.environ.setdefault("PANCREASSEG_FULL_IMPORTS", "1")
 
 
 def make_image(shape_zyx=(12, 20, 24), spacing=(0.8, 0.7, 2.5), origin=(-10.0, 20.0, 5.0), direction=None,

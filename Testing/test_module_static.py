@@ -64,7 +64,7 @@ def test_only_checked_slicer_util_functions_are_called():
 
 #: The files of the plain-Python Logic: they reach Slicer only through the Logic's constructor arguments.
 LOGIC_FILES = ("segmentationLogic", "backgroundJob", "commandLines", "segmentFlow", "datasetFlow", "fineTune",
-               "logicTypes", "modelBundle", "roiGeometry", "progress", "processRunner")
+               "logicTypes", "modelBundle", "roiGeometry", "progress", "processRunner", "workerRunner")
 
 
 def _imports(name: str) -> set[tuple[str, str]]:

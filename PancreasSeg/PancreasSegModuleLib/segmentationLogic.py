@@ -96,8 +96,12 @@ class SegmentationLogic(SegmentFlow, DatasetFlow, FineTuneFlow):
 
     def shutdown(self, timeoutSeconds: float = 10.0, quiet: bool = False) -> None:
         """End a running job now (the scene's StartCloseEvent, the widget's ``cleanup``); see
-        :meth:`.backgroundJob.JobRunner.shutdown`. The scene is left as it was."""
+        :meth:`.backgroundJob.JobRunner.shutdown`; a warm worker (``workerRunner.WorkerRunner``) is shut down
+        too. The scene is left as it was."""
         self.jobs.shutdown(timeoutSeconds=timeoutSeconds, quiet=quiet)
+        close = getattr(self.runner, "close", None)
+        if callable(close):
+            close()
 
     def wait(self, idle: Callable[[], None] | None = None, timeoutSeconds: float | None = None) -> Any:
         """Block until the running job ends (self-test, scripting); return its result.

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,11 @@ def run(args: argparse.Namespace) -> int:
         raise
 
 
-def _run(args: argparse.Namespace, reporter) -> int:
+def _run(args: argparse.Namespace, reporter, load_predictor: Callable[[Path, str], Any] | None = None) -> int:
+    """Segment every input of ``args``; ``load_predictor(bundle, device)`` (the worker's cache) loads the model."""
+    from PancreasSegLib.model import light_imports
+
+    light_imports.enable()  # this process is ours: only the parts of MONAI and torchvision that inference uses
     from PancreasSegLib.checks.ct import max_voxels
     from PancreasSegLib.errors import InputError
 
@@ -96,7 +101,7 @@ def _run(args: argparse.Namespace, reporter) -> int:
     from PancreasSegLib.pipeline.predictor import Predictor
 
     model = Path(args.model) if args.model else default_model()
-    predictor = Predictor.from_bundle(model, args.device)
+    predictor = (load_predictor or Predictor.from_bundle)(model, args.device)
     started = time.perf_counter()
     results = []
     for source, target in plan:
