@@ -8,10 +8,12 @@ Only light parts of ``PancreasSegLib`` are imported here (no torch, MONAI or Sim
 before those are installed, and offers to install them when an action needs them.
 """
 
+import contextlib
 import os
 import pathlib
 import shutil
 import sys
+import time
 from typing import Annotated, Optional
 
 import qt
@@ -31,10 +33,16 @@ MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
 LIBRARY_ROOT = ensureLibraryImportable(MODULE_DIR)
 
 from PancreasSegModuleLib import dependencies  # noqa: E402  (needs PancreasSegLib on sys.path)
+from PancreasSegModuleLib.datasetFlow import datasetFolderText  # noqa: E402
 from PancreasSegModuleLib.logicTypes import Callbacks, ExportOptions, FineTuneOptions, SegmentOptions  # noqa: E402
-from PancreasSegModuleLib.modelBundle import findBundledModel, isModelFolder  # noqa: E402
-from PancreasSegModuleLib.processRunner import BackgroundProcess  # noqa: E402
+from PancreasSegModuleLib.modelBundle import (  # noqa: E402
+    RESEARCH_USE_ONLY,
+    findBundledModel,
+    isModelFolder,
+    modelChoices,
+)
 from PancreasSegModuleLib.segmentationLogic import SegmentationLogic  # noqa: E402
+from PancreasSegModuleLib.workerRunner import WorkerRunner  # noqa: E402
 
 from PancreasSegLib.constants import DEVICES, REVIEW_STATUSES  # noqa: E402
 
@@ -89,6 +97,9 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        #: What the model drop-down was last filled for: (model in use, registered models).
+        self._modelChoicesKey = None
+        self._lastLogLine = ""
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -103,7 +114,6 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
         self.ui.segmentButton.clicked.connect(self.onSegmentOrCancel)
-        self.ui.bundledModelButton.clicked.connect(self.onUseBundledModel)
         self.ui.correctButton.clicked.connect(self.onCorrect)
         self.ui.rerunRoiButton.clicked.connect(self.onRerunInsideRoi)
         self.ui.exportButton.clicked.connect(self.onExport)
@@ -111,8 +121,11 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.fineTuneButton.clicked.connect(self.onFineTuneOrCancel)
         self.ui.modelChoiceComboBox.currentIndexChanged.connect(self.onModelChoice)
         self.ui.showRoiCheckBox.toggled.connect(self.onShowRoiToggled)
-        self.ui.deviceInfoLabel.text = dependencies.deviceDescription()
+        self.ui.deviceInfoLabel.text = dependencies.statusText()
         self.ui.progressBar.visible = False
+        # The .ui's tooltips; the widget adds the model in use, or says why the main button is disabled.
+        self._modelChoiceTip = self.ui.modelChoiceComboBox.toolTip
+        self._segmentTip = self.ui.segmentButton.toolTip
         self.refreshModelChoices()
         self.initializeParameterNode()
 
@@ -165,24 +178,49 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         running = self.logic.isRunning()
         training = self.logic.runningKind == "train"
-        self.ui.segmentButton.text = "Cancel" if running else "Segment pancreas"
-        self.ui.segmentButton.enabled = running or bool(p and p.inputVolume)
-        # The note on what the model is trained on stays in plain sight whatever model is picked. The model is
-        # checked once per path (this runs on every parameter change); a run checks it again.
+        # One note on what the model is trained on, in plain sight whatever model is picked, kept when the folder
+        # is no usable model. The model is checked once per path (this runs on every parameter change); a run
+        # checks it again.
+        modelProblem = ""
         try:
             info = self.logic.modelInfo(str(p.modelPath)) if p else None
-            self.ui.modelInfoLabel.text = info.summary if info else ""
-            self.ui.modelWarningLabel.text = info.warning if info else ""
         except ValueError as exc:
-            self.ui.modelInfoLabel.text = str(exc)
-            self.ui.modelWarningLabel.text = ""
+            info, modelProblem = None, str(exc)
+        self.ui.modelWarningLabel.text = info.warning if info else RESEARCH_USE_ONLY
+        self.ui.modelInfoLabel.text = f"This model cannot be used: {modelProblem}" if modelProblem else ""
+        self.ui.modelInfoLabel.visible = bool(modelProblem)
+        self.ui.modelChoiceComboBox.toolTip = self._modelChoiceTip + (f"\n\nIn use: {info.summary}" if info else "")
+        self.refreshModelChoices()
+        self._updateSegmentButton(running, modelProblem)
         result = self.logic.scene.findResult(p.inputVolume) if p else None
         for button in (self.ui.correctButton, self.ui.rerunRoiButton, self.ui.exportButton):
             button.enabled = result is not None and not running
         self.ui.rerunRoiButton.enabled = bool(result and result.roi) and not running
         self.ui.openCaseButton.enabled = not running
+        dataset = datasetFolderText(p.datasetFolder) if p else ""
+        # The parameter node cannot hold an empty path (an unset one reads "."): show it as no folder.
+        if p and not dataset and self.ui.datasetPathLineEdit.currentPath:
+            self.ui.datasetPathLineEdit.currentPath = ""
+        self.ui.fineTuneDatasetLabel.text = (f"Trains on the cases in {dataset}." if dataset else
+                                             'First choose the dataset folder under "Export for training".')
         self.ui.fineTuneButton.text = "Cancel fine-tuning" if training else "Fine-tune on curated set"
-        self.ui.fineTuneButton.enabled = training or (not running and bool(p and p.fineTuneName.strip()))
+        self.ui.fineTuneButton.enabled = training or (not running and bool(dataset and p.fineTuneName.strip()))
+
+    def _updateSegmentButton(self, running: bool, modelProblem: str) -> None:
+        """The main button: what it does now, whether it can be pressed and, when it cannot, why (its tooltip)."""
+        p = self._parameterNode
+        button = self.ui.segmentButton
+        button.text = "Cancel" if running else "Segment pancreas"
+        hasVolume = bool(p and p.inputVolume)
+        button.enabled = running or (hasVolume and not modelProblem)
+        if running:
+            button.toolTip = "Stop the run; the scene stays as it was."
+        elif not hasVolume:
+            button.toolTip = "Select a CT volume under Inputs first."
+        elif modelProblem:
+            button.toolTip = "Choose a usable model first (Model, or Advanced > Model folder)."
+        else:
+            button.toolTip = self._segmentTip
 
     def options(self) -> SegmentOptions:
         p = self._parameterNode
@@ -208,16 +246,30 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return [path for path in stored if isModelFolder(path)]
 
     def refreshModelChoices(self) -> None:
+        """Fill the model drop-down so that it shows the model in use (the parameter node's ``modelPath``)."""
+        current = str(self._parameterNode.modelPath) if self._parameterNode else ""
+        key = (current, tuple(self.logic.registeredModels))
+        if key == self._modelChoicesKey:
+            return
+        self._modelChoicesKey = key
+        choices, index = modelChoices(findBundledModel(MODULE_DIR), self.logic.registeredModels, current)
         combo = self.ui.modelChoiceComboBox
         combo.blockSignals(True)
         combo.clear()
-        combo.addItem("(choose a model)", "")
-        bundled = findBundledModel(MODULE_DIR)
-        if bundled is not None:
-            combo.addItem(f"Bundled: {bundled.name} (synthetic phantoms)", str(bundled))
-        for path in reversed(self.logic.registeredModels):
-            combo.addItem(f"Fine-tuned: {os.path.basename(path)}", path)
+        for choice in choices:
+            combo.addItem(choice.label, choice.path)
+        combo.setCurrentIndex(index)
         combo.blockSignals(False)
+
+    @contextlib.contextmanager
+    def _refusalShown(self, title: str):
+        """Run an action's start: a refusal (the Logic's ValueError) is shown in a dialog, the status line and the
+        log, and a progress bar started for it is stopped."""
+        try:
+            with slicer.util.tryWithErrorDisplay(title, waitCursor=True):
+                yield
+        except Exception as exc:  # tryWithErrorDisplay has shown it and raises it again
+            self._stopProgress(f"{title} {exc}")
 
     def onModelChoice(self, index: int) -> None:
         path = self.ui.modelChoiceComboBox.itemData(index)
@@ -228,14 +280,14 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.logic.isRunning():
             self.logic.cancel()
             return
-        with slicer.util.tryWithErrorDisplay("Failed to start the segmentation.", waitCursor=True):
+        with self._refusalShown("Failed to start the segmentation."):
             self._startProgress("Starting...")
             if not self.logic.segment(self._parameterNode.inputVolume, self.options(), self.callbacks()):
                 self._stopProgress("Kept the existing result.")
         self.updateGui()
 
     def onRerunInsideRoi(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Failed to re-run inside the ROI.", waitCursor=True):
+        with self._refusalShown("Failed to re-run inside the ROI."):
             self._startProgress("Re-running inside the ROI...")
             if not self.logic.rerunInsideRoi(self._parameterNode.inputVolume, self.options(), self.callbacks()):
                 self._stopProgress("Kept the existing result.")
@@ -252,8 +304,9 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onExport(self) -> None:
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay("Failed to export the case.", waitCursor=True):
-            options = ExportOptions(str(p.datasetFolder), p.caseId.strip(), p.reviewer.strip(), p.reviewStatus, p.note)
+        with self._refusalShown("Failed to export the case."):
+            options = ExportOptions(datasetFolderText(p.datasetFolder), p.caseId.strip(), p.reviewer.strip(),
+                                    p.reviewStatus, p.note)
             self._startProgress("Exporting...", busy=True)
             if not self.logic.exportForTraining(p.inputVolume, options, callbacks=Callbacks(
                     onDone=self.onExportDone, onError=self.onRunError, onCancelled=self.onRunCancelled)):
@@ -265,8 +318,9 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.cancel()
             return
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay("Failed to start fine-tuning.", waitCursor=True):
-            options = FineTuneOptions(str(p.datasetFolder), p.fineTuneName.strip(), p.fineTuneMinutes, p.device)
+        with self._refusalShown("Failed to start fine-tuning."):
+            options = FineTuneOptions(datasetFolderText(p.datasetFolder), p.fineTuneName.strip(), p.fineTuneMinutes,
+                                      p.device)
             # Busy until the command's first progress line (imports and the dataset check come first).
             self._startProgress("Fine-tuning: checking the curated dataset...", busy=True)
             callbacks = Callbacks(onProgress=self.onProgress, onDone=self.onFineTuneDone, onError=self.onRunError,
@@ -277,10 +331,11 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onOpenCase(self) -> None:
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay("Failed to open the case.", waitCursor=True):
-            result = self.logic.openCase(str(p.datasetFolder), p.caseId.strip())
+        with self._refusalShown("Failed to open the case."):
+            result = self.logic.openCase(datasetFolderText(p.datasetFolder), p.caseId.strip())
             p.inputVolume = result.volume
             self.ui.statusLabel.text = f"Opened case {p.caseId.strip()} for review."
+            self.log(self.ui.statusLabel.text)
         self.updateGui()
 
     # -- progress --------------------------------------------------------------------------------------
@@ -291,20 +346,30 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.value = 0
         self.ui.progressBar.visible = True
         self.ui.statusLabel.text = message
+        self.log(message)
         self.updateGui()
 
     def _stopProgress(self, message: str) -> None:
         self.ui.progressBar.visible = False
         self.ui.statusLabel.text = message
+        self.log(message)
         self.updateGui()
 
     def onProgress(self, fraction: float, message: str) -> None:
         self.ui.progressBar.maximum = 100
         self.ui.progressBar.value = int(round(100 * fraction))
         self.ui.statusLabel.text = message
+        self.log(message)
 
     def onRunMessage(self, line: str) -> None:
         self.ui.statusLabel.text = line
+        self.log(line)
+
+    def log(self, message: str) -> None:
+        """Add a line to the run's log (read-only, copyable), unless it repeats the line before."""
+        if message and message != self._lastLogLine:
+            self._lastLogLine = message
+            self.ui.logTextEdit.appendPlainText(f"{time.strftime('%H:%M:%S')}  {message}")
 
     def onSegmentDone(self, result) -> None:
         self._stopProgress(f"Done: {result.segmentation.GetName()}. Review it, then correct or export.")
@@ -315,8 +380,8 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onFineTuneDone(self, info) -> None:
         qt.QSettings().setValue(REGISTERED_MODELS_KEY, list(self.logic.registeredModels))
-        self.refreshModelChoices()
         self._parameterNode.modelPath = info.path
+        self.refreshModelChoices()  # the new model is in use: the drop-down lists it and shows it
         text = f"New model {info.name} registered and selected ({info.path})."
         self._stopProgress(text)
         self.ui.fineTuneResultLabel.text = text
@@ -345,7 +410,7 @@ class PancreasSegLogic(SegmentationLogic, ScriptedLoadableModuleLogic):
         from PancreasSegModuleLib.sceneAdapter import SlicerSceneAdapter
 
         ScriptedLoadableModuleLogic.__init__(self)
-        SegmentationLogic.__init__(self, SlicerSceneAdapter(), BackgroundProcess(schedule=qt.QTimer.singleShot),
+        SegmentationLogic.__init__(self, SlicerSceneAdapter(), WorkerRunner(schedule=qt.QTimer.singleShot),
                                    pythonExecutable=self.findPythonSlicer(), libraryRoot=LIBRARY_ROOT,
                                    confirm=confirm, checkDependencies=self.ensureDependencies)
 
@@ -412,7 +477,9 @@ class PancreasSegTest(ScriptedLoadableModuleTest):
         segmentId = segmentation.GetSegmentIdBySegmentName(PANCREAS.name)
         self.assertTrue(segmentId, "no 'Pancreas' segment")
         segment = segmentation.GetSegment(segmentId)
-        self.assertEqual(segment.GetTag(segment.GetTerminologyEntryTagName()), terminology_entry(PANCREAS))
+        entry = vtk.reference("")  # vtkSegment::GetTag(name, value&) -> bool
+        self.assertTrue(segment.GetTag(segment.GetTerminologyEntryTagName(), entry))
+        self.assertEqual(str(entry), terminology_entry(PANCREAS))
         self.assertEqual(result.segmentation.GetNodeReference(
             result.segmentation.GetReferenceImageGeometryReferenceRole()), volumeNode)
         self.assertIsNotNone(result.proposal)

@@ -29,6 +29,9 @@ class FakeNode:
     kind: str
     props: dict = field(default_factory=dict)
 
+    def GetName(self) -> str:  # what the widget asks of an MRML node
+        return self.name
+
 
 class FakeScene:
     """Records every call; keeps nodes in a list like a scene would."""
@@ -83,6 +86,10 @@ class FakeScene:
     def showResult(self, result):
         self.calls.append(("showResult", result.segmentation.name))
 
+    def setRoiVisible(self, roiNode, visible):
+        self.calls.append(("setRoiVisible", roiNode.name, visible))
+        roiNode.props["visible"] = visible
+
     def openSegmentEditor(self, segmentationNode, volumeNode):
         self.calls.append(("openSegmentEditor", segmentationNode.name, volumeNode.name))
 
@@ -116,6 +123,11 @@ class FakeRunner:
     def cancel(self):
         self.cancelCalls += 1
         self.cancelled = True
+
+    def emit(self, stdoutChunks):
+        """The running process prints ``stdoutChunks`` (and goes on running)."""
+        for chunk in stdoutChunks:
+            self._callbacks["out"](chunk)
 
     def play(self, stdoutChunks=(), stderr="", exitCode=0, before_finish=None):
         for chunk in stdoutChunks:

@@ -99,7 +99,8 @@ def test_fine_tune_command_line_is_one_the_real_train_command_accepts(env, model
     ({"bundleName": "../evil"}, "Invalid model name"),
     ({"bundleName": "a/b"}, "Invalid model name"),
     ({"minutes": 0.0}, "time budget"),
-    ({"datasetFolder": ""}, "Choose the curated dataset"),
+    ({"datasetFolder": ""}, "No dataset folder chosen"),
+    ({"datasetFolder": "."}, "No dataset folder chosen"),
 ])
 def test_fine_tune_refuses_bad_names_budgets_and_datasets_before_anything_runs(env, model, dataset, change,
                                                                                  message):

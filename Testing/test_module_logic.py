@@ -350,6 +350,36 @@ def test_export_refuses_bad_case_ids_and_missing_dataset_parent(env, model, tmp_
     assert runner.args is None
 
 
+@pytest.mark.parametrize("folder", [".", "", "  "])
+def test_an_unset_dataset_folder_is_no_dataset_folder_chosen_and_nothing_is_written(env, model, tmp_path, monkeypatch,
+                                                                                     folder):
+    logic, scene, runner, volume, _ = env
+    _segment_once(logic, runner, volume, model)
+    work = tmp_path / "slicer-working-folder"
+    work.mkdir()
+    monkeypatch.chdir(work)  # "." would be Slicer's working folder
+    runner.args, calls = None, len(scene.calls)
+    with pytest.raises(ValueError, match="No dataset folder chosen"):
+        logic.exportForTraining(volume, ExportOptions(folder, "case_0001"))
+    with pytest.raises(ValueError, match="No dataset folder chosen"):
+        logic.openCase(folder, "case_0001")
+    assert runner.args is None and scene.calls[calls:] == [] and os.listdir(work) == []
+
+
+def test_the_model_choices_always_hold_and_point_at_the_model_in_use(tmp_path):
+    from PancreasSegModuleLib.modelBundle import modelChoices
+
+    bundled, tuned, other = tmp_path / "bundled", str(tmp_path / "v2"), str(tmp_path / "elsewhere" / "m")
+    choices, index = modelChoices(bundled, [tuned], str(bundled))
+    assert [c.path for c in choices] == [str(bundled), tuned] and index == 0
+    choices, index = modelChoices(bundled, [tuned], tuned + "/")
+    assert choices[index].path == tuned and len(choices) == 2
+    choices, index = modelChoices(bundled, [tuned], other)
+    assert choices[index].path == other and choices[index].label == "m (from a folder)"
+    choices, index = modelChoices(bundled, [tuned], ".")
+    assert choices[index].path == "" and "no model" in choices[index].label
+
+
 def test_export_without_a_json_summary_reports_an_error(env, model, tmp_path):
     logic, _, runner, volume, _ = env
     _segment_once(logic, runner, volume, model)

@@ -7,13 +7,15 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = ROOT / "PancreasSeg"
 UI = MODULE / "Resources" / "UI" / "PancreasSeg.ui"
 
 #: Widget classes the loader must know: Qt's own plus the custom widgets declared in the file.
 QT_CLASSES = {"QWidget", "QLabel", "QPushButton", "QCheckBox", "QComboBox", "QDoubleSpinBox", "QLineEdit",
-              "QProgressBar"}
+              "QProgressBar", "QPlainTextEdit"}
 
 
 def _tree():
@@ -112,8 +114,71 @@ def test_the_model_note_is_a_visible_label_that_says_phantoms_and_research_use_o
     assert "self.ui.modelWarningLabel.text = info.warning" in source
 
 
-def test_the_export_section_holds_the_fine_tune_controls():
-    export = _widget("exportCollapsibleButton")
-    names = {w.get("name") for w in export.iter("widget")}
-    assert {"fineTuneMinutesSpinBox", "fineTuneNameLineEdit", "fineTuneButton", "fineTuneResultLabel"} <= names
+#: The panel's parts in the order of the work (the main button between Inputs and the review).
+PANEL_ORDER = ("inputsCollapsibleButton", "segmentButton", "reviewCollapsibleButton", "exportCollapsibleButton",
+               "fineTuneCollapsibleButton", "advancedCollapsibleButton", "logCollapsibleButton")
+#: Widget classes a user types, ticks or picks in.
+INPUT_CLASSES = {"QComboBox", "QLineEdit", "QCheckBox", "QDoubleSpinBox", "ctkPathLineEdit", "qMRMLNodeComboBox",
+                 "QPushButton"}
+
+
+def _top_level_items() -> list[str]:
+    layout = _tree().find("widget").find("layout")
+    return [item.find("widget").get("name") for item in layout.findall("item") if item.find("widget") is not None]
+
+
+def _collapsed(name: str) -> bool:
+    return _widget(name).find("property[@name='collapsed']").findtext("bool") == "true"
+
+
+def test_the_panel_reads_in_the_order_of_the_work():
+    items = _top_level_items()
+    assert [name for name in items if name in PANEL_ORDER] == list(PANEL_ORDER)
+
+
+def test_the_main_button_is_above_every_collapsed_section_and_is_the_default_button():
+    items = _top_level_items()
+    collapsed = [name for name in items if _widget(name).get("class") == "ctkCollapsibleButton" and _collapsed(name)]
+    assert {"fineTuneCollapsibleButton", "advancedCollapsibleButton"} <= set(collapsed)
+    assert all(items.index("segmentButton") < items.index(name) for name in collapsed)
+    assert _widget("segmentButton").find("property[@name='default']").findtext("bool") == "true"
+
+
+@pytest.mark.parametrize("section, members", [
+    ("inputsCollapsibleButton", {"inputVolumeSelector", "modelChoiceComboBox", "modelWarningLabel"}),
+    ("reviewCollapsibleButton", {"correctButton", "rerunRoiButton", "openCaseButton", "showRoiCheckBox"}),
+    ("exportCollapsibleButton", {"datasetPathLineEdit", "caseIdLineEdit", "reviewerLineEdit", "reviewStatusComboBox",
+                                 "noteLineEdit", "exportButton"}),
+    ("fineTuneCollapsibleButton", {"fineTuneMinutesSpinBox", "fineTuneNameLineEdit", "fineTuneButton"}),
+    ("advancedCollapsibleButton", {"deviceComboBox", "modelPathLineEdit", "marginSpinBox", "keepProbabilitiesCheckBox",
+                                   "forceCheckBox", "deviceInfoLabel"}),
+    ("logCollapsibleButton", {"logTextEdit"}),
+])
+def test_each_section_holds_its_step(section, members):
+    assert members <= {w.get("name") for w in _widget(section).iter("widget")}
+
+
+def test_every_input_has_a_tooltip():
+    missing = [w.get("name") for w in _tree().iter("widget") if w.get("class") in INPUT_CLASSES
+               and not (w.find("property[@name='toolTip']") is not None
+                        and w.find("property[@name='toolTip']").findtext("string", "").strip())]
+    assert missing == []
+
+
+def test_the_review_status_tooltip_says_what_each_status_means():
+    from PancreasSegLib.constants import REVIEW_STATUSES
+
+    tip = _widget("reviewStatusComboBox").find("property[@name='toolTip']").findtext("string")
+    assert all(f"{status}: " in tip for status in REVIEW_STATUSES)
+
+
+def test_there_is_one_disclaimer_line_and_a_read_only_log():
+    texts = [p.findtext("string") or "" for p in _tree().iter("property") if p.get("name") == "text"]
+    assert sum("research use only" in text.lower() for text in texts) == 1
+    log = _widget("logTextEdit")
+    assert log.get("class") == "QPlainTextEdit"
+    assert log.find("property[@name='readOnly']").findtext("bool") == "true"
+
+
+def test_the_fine_tune_button_keeps_its_name():
     assert _widget("fineTuneButton").find("property[@name='text']").findtext("string") == "Fine-tune on curated set"

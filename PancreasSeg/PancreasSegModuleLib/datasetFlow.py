@@ -22,6 +22,35 @@ from .backgroundJob import Job, JobRunner
 from .commandLines import CommandLines
 from .logicTypes import Callbacks, ExportOptions, ExportSummary, SceneAdapter, SegmentationResult, number
 
+#: What every dataset action says when no dataset folder was chosen.
+NO_DATASET_FOLDER = ("No dataset folder chosen: choose one under \"Export for training\" (Dataset folder) first; "
+                     "nothing was written.")
+
+
+def datasetFolderText(folder: str | os.PathLike) -> str:
+    """The dataset folder the user chose, or "" when none was.
+
+    The parameter node cannot hold an empty path: an unset ``pathlib.Path`` reads ``"."``, which would be
+    Slicer's working folder. Both mean "no dataset folder chosen".
+
+    >>> datasetFolderText("."), datasetFolderText("  "), datasetFolderText("/data/Dataset001")
+    ('', '', '/data/Dataset001')
+    """
+    text = str(folder).strip()
+    return "" if text in ("", ".") else text
+
+
+def requireDatasetFolder(folder: str | os.PathLike) -> Path:
+    """The chosen dataset folder.
+
+    Raises:
+        ValueError: :data:`NO_DATASET_FOLDER` when none was chosen ("" or ".").
+    """
+    text = datasetFolderText(folder)
+    if not text:
+        raise ValueError(NO_DATASET_FOLDER)
+    return Path(text)
+
 
 def checkCaseId(caseId: str) -> None:
     """Raise ValueError with the library's message when ``caseId`` is not a valid case ID."""
@@ -38,11 +67,10 @@ def checkExportOptions(options: ExportOptions) -> None:
     """The export choices, checked before anything is written.
 
     Raises:
-        ValueError: no dataset folder, a file in its place, its parent missing, a bad case ID or status.
+        ValueError: no dataset folder chosen ("" or "."), a file in its place, its parent missing, a bad case
+            ID or status.
     """
-    if not options.datasetFolder.strip():
-        raise ValueError("Choose a dataset folder to export into.")
-    dataset = Path(options.datasetFolder)
+    dataset = requireDatasetFolder(options.datasetFolder)
     if dataset.exists() and not dataset.is_dir():
         raise ValueError(f"{dataset} is a file, not a dataset folder.")
     if not dataset.parent.is_dir():
@@ -118,12 +146,13 @@ class DatasetFlow:
         """Load ``imagesTr/<case>_0000`` and ``labelsTr/<case>`` (and its proposal, hidden) to review again.
 
         Raises:
-            ValueError: a bad case ID, or the case's image or label is not in the dataset.
+            ValueError: no dataset folder chosen, a bad case ID, or the case's image or label is not in the
+                dataset.
         """
         from PancreasSegLib.datasets.nnunet import FILE_ENDING, image_path, label_path
 
+        folder = requireDatasetFolder(datasetFolder)
         checkCaseId(caseId)
-        folder = Path(datasetFolder)
         ending = FILE_ENDING
         try:
             ending = json.loads((folder / "dataset.json").read_text(encoding="utf-8")).get("file_ending", ending)

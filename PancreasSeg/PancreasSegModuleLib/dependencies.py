@@ -80,3 +80,14 @@ def deviceDescription() -> str:
     except Exception as exc:  # a broken torch install must not break the module's GUI
         return f"PyTorch unusable ({exc.__class__.__name__})"
     return "CPU only (no GPU found)"
+
+
+def statusText(finder: Callable[[str], object] = importlib.util.find_spec) -> str:
+    """One line for the Advanced section: what segmenting still needs installed, and the compute device.
+
+    Never imports torch when it is missing, never raises.
+    """
+    missing = missingPackages("segment", finder)
+    if missing:
+        return f"Not installed yet: {', '.join(missing)} (offered when you first segment)."
+    return f"All installed. {deviceDescription()}."

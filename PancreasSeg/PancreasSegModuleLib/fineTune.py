@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .backgroundJob import Job, JobRunner
 from .commandLines import CommandLines
+from .datasetFlow import requireDatasetFolder
 from .logicTypes import Callbacks, FineTuneOptions
 from .modelBundle import ModelInfo
 from .progress import TRAIN_STAGES
@@ -26,11 +27,9 @@ def checkDataset(datasetFolder: str) -> Path:
     """The curated dataset folder, checked as far as the module can without reading images.
 
     Raises:
-        ValueError: no folder chosen, no such folder, or no ``dataset.json`` / ``labelsTr`` in it.
+        ValueError: no folder chosen ("" or "."), no such folder, or no ``dataset.json`` / ``labelsTr`` in it.
     """
-    if not datasetFolder.strip():
-        raise ValueError("Choose the curated dataset folder to fine-tune on.")
-    folder = Path(datasetFolder)
+    folder = requireDatasetFolder(datasetFolder)
     if not folder.is_dir():
         raise ValueError(f"The dataset folder {folder} does not exist.")
     if not (folder / "dataset.json").is_file() or not (folder / "labelsTr").is_dir():

@@ -18,6 +18,9 @@ from PancreasSegLib.constants import DEFAULT_MODEL_NAME
 from PancreasSegLib.labels import LabelInfo
 from PancreasSegLib.model.bundle import MODEL_JSON, STAGES, load_config
 
+#: The note of a model that says nothing of its own training, and of a folder that is no usable model.
+RESEARCH_USE_ONLY = "Research use only, not for clinical use."
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -48,7 +51,7 @@ class ModelInfo:
         if self.trainedOnPhantoms:
             return ("Trained on synthetic phantoms \u2014 research use only. Not validated on patient CT, "
                     "not for clinical use.")
-        return "Research use only, not for clinical use."
+        return RESEARCH_USE_ONLY
 
 
 def bundledModelCandidates(moduleDir: str | os.PathLike) -> list[Path]:
@@ -66,6 +69,51 @@ def findBundledModel(moduleDir: str | os.PathLike) -> Path | None:
 def isModelFolder(path: str | os.PathLike) -> bool:
     """True when ``path`` holds a ``model.json`` (what a registered model choice must still have)."""
     return (Path(path) / MODEL_JSON).is_file()
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """One entry of the model drop-down: what it reads and the bundle folder it stands for ("" for none)."""
+
+    label: str
+    path: str
+
+
+def _samePath(a: str, b: str) -> bool:
+    return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
+
+
+def modelChoices(bundled: str | os.PathLike | None, registered: list[str],
+                 current: str | os.PathLike) -> tuple[list[ModelChoice], int]:
+    """The model drop-down's entries and the index of the model in use, so that it never shows another.
+
+    The entries are the bundled model, then the fine-tuned models (newest first); a model folder chosen
+    elsewhere (the Advanced section) gets an entry of its own, and no model at all reads as such.
+
+    Args:
+        bundled: the bundled model's folder, None when it is missing.
+        registered: the fine-tuned bundles registered as model choices, newest last.
+        current: the model folder in use (the parameter node's ``modelPath``; "" or "." when none).
+
+    Returns:
+        ``(choices, index)``: ``choices[index]`` is the model in use.
+
+    >>> choices, index = modelChoices(None, ["/m/a", "/m/b"], "/m/a")
+    >>> [c.label for c in choices], index
+    (['b (fine-tuned)', 'a (fine-tuned)'], 1)
+    """
+    choices = []
+    if bundled is not None:
+        choices.append(ModelChoice(f"{Path(bundled).name} (bundled)", str(bundled)))
+    choices += [ModelChoice(f"{Path(path).name} (fine-tuned)", str(path)) for path in reversed(registered)]
+    current = str(current).strip()
+    if current in ("", "."):
+        return [ModelChoice("(no model chosen: see Advanced)", "")] + choices, 0
+    index = next((i for i, choice in enumerate(choices) if _samePath(choice.path, current)), None)
+    if index is None:
+        choices.append(ModelChoice(f"{Path(current).name} (from a folder)", current))
+        index = len(choices) - 1
+    return choices, index
 
 
 def weightsFiles(config: dict) -> tuple[str, ...]:
