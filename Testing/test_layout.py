@@ -32,7 +32,7 @@ STAGES = (
     ("cli", ("cli", "__main__")),
 )
 #: Inside the pipeline, the order of the job: a step may use the ones before it, never the ones after.
-PIPELINE = ("roi", "sampling", "phase1", "phase2", "postprocess", "border_guard", "predictor")
+PIPELINE = ("roi", "sampling", "phase1", "phase2", "postprocess", "border_guard", "predictor", "batch")
 #: Imports that the stage order allows but the design does not.
 FORBIDDEN = (("training", "pipeline.predictor"),)
 MAX_MODULE_LINES = 350

@@ -9,6 +9,11 @@ Inputs are checked before any work: voxel spacing, direction matrix, NaN/inf vox
 large enough for a pancreas, intensities in Hounsfield units (--force: only warn), and the size against
 a voxel budget (--max-voxels, $PANCREASSEG_MAX_VOXELS).
 
+With several inputs the next one is read and the last result written while the model computes
+(PANCREASSEG_OVERLAP=0: one after the other). Under torchrun (`torchrun --nproc-per-node N -m
+PancreasSegLib segment IN... -o OUT/`) the inputs are shared out by rank, each rank on cuda:LOCAL_RANK
+when there are GPUs, and rank 0 prints the summary.
+
 Exit status: 0 done, 2 bad input or no pancreas found (unless --allow-empty), 1 internal error.
 
 examples:
@@ -98,28 +103,66 @@ def _run(args: argparse.Namespace, reporter, load_predictor: Callable[[Path, str
         roi = read_roi(args.roi)
     if args.roi and args.phase2_only:
         raise InputError("--roi and --phase2-only exclude each other")
+    from PancreasSegLib.model.distributed import World
     from PancreasSegLib.pipeline.predictor import Predictor
 
+    world = World.from_env()
+    if world.distributed:
+        from PancreasSegLib.commands.segment_sharded import run_sharded
+
+        return run_sharded(args, reporter, plan, world, lambda predictor, pairs, rep, into: segment_all(
+            predictor, pairs, args, roi, rep, len(plan) > 1, into), report_done)
     model = Path(args.model) if args.model else default_model()
     predictor = (load_predictor or Predictor.from_bundle)(model, args.device)
     started = time.perf_counter()
-    results = []
-    for source, target in plan:
-        outputs, info = _segment_one(predictor, source, target, args, roi, reporter)
-        results.append((outputs, info))
-        if len(plan) > 1:
-            reporter.event("case", input=str(source), outputs=outputs, **info)
-    seconds = time.perf_counter() - started
-    if len(plan) == 1:
-        outputs, info = results[0]
-        reporter.done(outputs, info.pop("roi"), seconds, **info, model=predictor.describe())
-    else:
-        merged: dict[str, list] = {}
-        for outputs, _ in results:
-            for key, value in outputs.items():
-                merged.setdefault(key, []).append(value)
-        reporter.done(merged, [info["roi"] for _, info in results], seconds, model=predictor.describe())
+    results = segment_all(predictor, plan, args, roi, reporter, several=len(plan) > 1)
+    report_done(reporter, [r for _, r in results], time.perf_counter() - started, predictor.describe(),
+                several=len(plan) > 1)
     return 0
+
+
+def segment_all(predictor, plan: list[tuple[Path, Path]], args: argparse.Namespace, roi, reporter,
+                several: bool, into: list | None = None) -> list[tuple[int, tuple[dict[str, str], dict[str, Any]]]]:
+    """Segment ``plan`` in order, reading the next input and writing the last result while one computes.
+
+    Returns ``(position in plan, (outputs, info))`` per case written (also appended to ``into`` as they
+    come, so a caller still has them when a later case fails); a ``case`` event follows each when ``several``.
+    """
+    from PancreasSegLib.pipeline.batch import BatchCase, BatchRunner
+
+    cases = [BatchCase(source, target,
+                       read={"series": args.series, "force": args.force, "max_voxels": args.max_voxels},
+                       compute={"roi": roi, "allow_empty": args.allow_empty, "margin_mm": args.margin_mm,
+                                "phase2_only": args.phase2_only},
+                       write={"roi_out": args.roi_out, "probabilities_out": args.probabilities,
+                              "surface_out": args.surface, "snapshot_out": args.snapshot})
+             for source, target in plan]
+    results: list[tuple[int, tuple[dict[str, str], dict[str, Any]]]] = [] if into is None else into
+
+    def on_case(index: int, prediction) -> None:
+        outputs, info = prediction.outputs, _info(prediction)
+        results.append((index, (outputs, info)))
+        if several:
+            reporter.event("case", input=str(plan[index][0]), outputs=outputs, **info)
+
+    overlap = len(cases) > 1 and os.environ.get("PANCREASSEG_OVERLAP", "1") != "0"
+    BatchRunner(predictor, overlap=overlap).run(cases, reporter, lambda text: _warn(reporter, text), on_case)
+    return results
+
+
+def report_done(reporter, results: list[tuple[dict[str, str], dict[str, Any]]], seconds: float,
+                model: dict[str, Any], several: bool, **extra: Any) -> None:
+    """The ``done`` event: one case's outputs and ROI, or for several each output kind as a list."""
+    if not several:
+        outputs, info = results[0]
+        info = dict(info)
+        reporter.done(outputs, info.pop("roi"), seconds, **info, model=model, **extra)
+        return
+    merged: dict[str, list] = {}
+    for outputs, _ in results:
+        for key, value in outputs.items():
+            merged.setdefault(key, []).append(value)
+    reporter.done(merged, [info["roi"] for _, info in results], seconds, model=model, **extra)
 
 
 def _plan(args: argparse.Namespace) -> list[tuple[Path, Path]]:
@@ -177,12 +220,7 @@ def _case_name(path: Path) -> str:
     return name[:-5] if name.endswith("_0000") else name
 
 
-def _segment_one(predictor, source: Path, target: Path, args, roi, reporter) -> tuple[dict[str, str], dict[str, Any]]:
-    prediction = predictor.predict_file(
-        source, target, series=args.series, roi=roi, progress=reporter, allow_empty=args.allow_empty,
-        margin_mm=args.margin_mm, phase2_only=args.phase2_only, force=args.force, max_voxels=args.max_voxels,
-        roi_out=args.roi_out, probabilities_out=args.probabilities, surface_out=args.surface,
-        snapshot_out=args.snapshot, warn=lambda text: _warn(reporter, text))
+def _info(prediction) -> dict[str, Any]:
     info = {
         "roi": prediction.roi.to_json() if prediction.roi is not None else None,
         "found": prediction.found,
@@ -192,7 +230,7 @@ def _segment_one(predictor, source: Path, target: Path, args, roi, reporter) -> 
     }
     if prediction.surface_volume_ml is not None:
         info["surface_volume_ml"] = round(prediction.surface_volume_ml, 3)
-    return prediction.outputs, info
+    return info
 
 
 def _warn(reporter, text: str) -> None:

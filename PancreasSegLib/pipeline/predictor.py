@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from PancreasSegLib.checks.ct import read_checked_ct
-from PancreasSegLib.errors import InputError, NoPancreasFound
+from PancreasSegLib.errors import Cancelled, InputError, NoPancreasFound
 from PancreasSegLib.io.staging import Staging
 from PancreasSegLib.io.volumes import write_labelmap, write_volume
 from PancreasSegLib.model.bundle import Bundle
@@ -68,6 +68,15 @@ class Prediction:
 
         count = int(np.count_nonzero(sitk.GetArrayViewFromImage(self.label)))
         return count * float(np.prod(self.label.GetSpacing())) / 1000.0
+
+
+@dataclass
+class ReadCase:
+    """A CT read and checked by :meth:`Predictor.read_case`, waiting for its compute step."""
+
+    source: Path
+    image: sitk.Image
+    seconds: float
 
 
 class Predictor:
@@ -217,30 +226,66 @@ class Predictor:
         >>> Predictor.from_bundle("Resources/Models/pancreas-phantom-v1").predict_file(
         ...     "ct.nii.gz", "pancreas.seg.nrrd", roi_out="roi.json")  # doctest: +SKIP
         """
+        case = self.read_case(input_path, series=series, progress=progress, force=force, max_voxels=max_voxels,
+                              warn=warn)
+        prediction = self.compute_case(case, roi=roi, progress=progress, allow_empty=allow_empty,
+                                       margin_mm=margin_mm, phase2_only=phase2_only)
+        return self.write_case(case, prediction, output_path, progress=progress, roi_out=roi_out,
+                               probabilities_out=probabilities_out, surface_out=surface_out,
+                               snapshot_out=snapshot_out, snapshot_title=snapshot_title)
+
+    # predict_file in three steps, so that a batch (pipeline/batch.py) can read the next case and write the
+    # previous one while this one computes. Each step reports its own stages; together they are predict_file.
+
+    def read_case(self, input_path: str | os.PathLike, *, series: str | None = None, progress: Progress | None = None,
+                  force: bool = False, max_voxels: int | None = None,
+                  warn: Callable[[str], None] | None = None) -> ReadCase:
+        """Step 1 of :meth:`predict_file`: read and check the CT (stage ``read``); arguments as there."""
         source = Path(input_path)
         report = progress or (lambda *a: None)
         tick = time.perf_counter()
         report("read", 0.0, f"reading {source.name}")
         image = read_checked_ct(source, series, max_voxels, force, warn or _print_warning)
-        read_s = time.perf_counter() - tick
+        seconds = time.perf_counter() - tick
         report("read", 1.0, f"{source.name}: {image.GetSize()[0]}x{image.GetSize()[1]}x{image.GetSize()[2]}")
+        return ReadCase(source, image, seconds)
+
+    def compute_case(self, case: ReadCase, *, roi: ROI | None = None, progress: Progress | None = None,
+                     allow_empty: bool = False, margin_mm: float | None = None,
+                     phase2_only: bool = False) -> Prediction:
+        """Step 2: both phases and post-processing on a read case; a refusal names the case's file."""
         try:
-            prediction = self.predict_image(image, roi, progress, allow_empty, margin_mm, phase2_only)
+            return self.predict_image(case.image, roi, progress, allow_empty, margin_mm, phase2_only)
         except InputError as exc:
             if exc.path is None:
-                raise type(exc)(str(exc), source) from None
+                raise type(exc)(str(exc), case.source) from None
             raise
+
+    def write_case(self, case: ReadCase, prediction: Prediction, output_path: str | os.PathLike, *,
+                   progress: Progress | None = None, roi_out: str | os.PathLike | None = None,
+                   probabilities_out: str | os.PathLike | None = None, surface_out: str | os.PathLike | None = None,
+                   snapshot_out: str | os.PathLike | None = None, snapshot_title: str | None = None,
+                   may_commit: Callable[[], bool] | None = None) -> Prediction:
+        """Step 3: the staged write of every output (stage ``write``); arguments as for :meth:`predict_file`.
+
+        ``may_commit`` is asked once every file is staged; when it answers False nothing is renamed into
+        place, the staged files are removed and :class:`~PancreasSegLib.errors.Cancelled` is raised.
+        """
+        report = progress or (lambda *a: None)
         tick = time.perf_counter()
+        prediction.outputs = {}  # only what this write renames into place
         with Staging() as staging:
             try:
                 report("write", 0.0, f"writing {Path(output_path).name}")
-                self._write(staging, image, prediction, source, output_path, roi_out, probabilities_out,
+                self._write(staging, case.image, prediction, case.source, output_path, roi_out, probabilities_out,
                             surface_out, snapshot_out, snapshot_title)
+                if may_commit is not None and not may_commit():
+                    raise Cancelled("cancelled before the outputs were renamed into place")
                 staging.commit()
             except InputError as exc:
                 raise staging.renamed(exc) from None
         report("write", 1.0, "written")
-        prediction.seconds = {"read": read_s, **prediction.seconds, "write": time.perf_counter() - tick}
+        prediction.seconds = {"read": case.seconds, **prediction.seconds, "write": time.perf_counter() - tick}
         return prediction
 
     def _write(self, staging: Staging, image, prediction: Prediction, source: Path, output_path, roi_out,
