@@ -4,6 +4,11 @@ DATASET is an nnU-Net v2 raw dataset (dataset.json, imagesTr, labelsTr), e.g. on
 `pancreasseg phantom` or `pancreasseg export`. Caches and checkpoints go into BUNDLE.work/ beside
 the bundle; after Ctrl-C or a kill, the same command continues from the last checkpoint. The bundle
 (model.json, weights, MODEL_CARD.md, train.log) is written only when training is complete.
+
+Under torchrun the ranks train one model with DistributedDataParallel (gloo on the CPU, NCCL on
+GPUs); rank 0 alone reports and writes the work folder and the bundle:
+
+    torchrun --nproc-per-node 2 -m PancreasSegLib train DATASET -o BUNDLE
 """
 
 from __future__ import annotations
@@ -61,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from PancreasSegLib.errors import InputError
-    from PancreasSegLib.progress import make_reporter
+    from PancreasSegLib.model.distributed import World
+    from PancreasSegLib.progress import Reporter, make_reporter
     from PancreasSegLib.training.loop import Interrupted
     from PancreasSegLib.training.run import TrainOptions, train
 
@@ -71,9 +77,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--segmenter-spacing must be between 0.3 and 8 mm, got {args.segmenter_spacing}")
     if args.minutes is not None and args.minutes <= 0:
         raise InputError(f"--minutes must be positive, got {args.minutes}")
+    world = World.from_env()
     if args.threads:
         torch.set_num_threads(args.threads)
-    reporter = make_reporter(args.progress)
+    elif world.distributed:  # torchrun sets OMP_NUM_THREADS=1 for every rank; share the node's cores out instead
+        torch.set_num_threads(world.cpu_threads())
+    reporter = make_reporter(args.progress) if world.main else Reporter()  # rank 0 alone reports
     options = TrainOptions(
         dataset=Path(args.dataset), output=Path(args.output), stage=args.stage,
         init=Path(args.init) if args.init else None, device=args.device, seed=args.seed, epochs=args.epochs,
@@ -86,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         bundle = train(options, reporter, log_to_stderr=args.progress == "none")
     except Interrupted as exc:
         reporter.error(str(exc))
-        print(f"\npancreasseg train: {exc}", file=sys.stderr)
+        if world.main:
+            print(f"\npancreasseg train: {exc}", file=sys.stderr)
         return 130
     reporter.done({"bundle": str(bundle)})
     return 0

@@ -45,9 +45,11 @@ class LocalizerTrainer:
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_items: list[dict],
                  val_items: list[dict], stage: dict[str, Any], settings: dict[str, Any], seed: int,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", rank: int = 0, net: torch.nn.Module | None = None) -> None:
         self.model, self.optimizer = model, optimizer
         self.stage, self.settings, self.seed, self.device = stage, settings, seed, device
+        # under torchrun: each rank its own batches (rank 0 those of one process), stepping the DDP wrapper
+        self.stream, self.net = ([rank] if rank else []), net if net is not None else model
         _training_sampling(model, settings)
         self.train_slices, self.train_masks, self.pos, self.neg = self._pools(train_items)
         val_slices, val_masks, val_pos, val_neg = self._pools(val_items)
@@ -69,7 +71,7 @@ class LocalizerTrainer:
         """Images (list of (1, H, W) tensors) and targets of one step; the same iteration gives the same batch."""
         import torch
 
-        rng = np.random.default_rng([self.seed, 1, iteration])
+        rng = np.random.default_rng([self.seed, 1, iteration, *self.stream])
         size = int(self.settings["batch_size"])
         n_pos = int(round(size * float(self.settings["positive_fraction"]))) if len(self.neg) else size
         chosen = list(rng.choice(self.pos, n_pos)) + (list(rng.choice(self.neg, size - n_pos)) if size > n_pos else [])
@@ -96,9 +98,9 @@ class LocalizerTrainer:
     def step(self, iteration: int) -> dict[str, float]:
         import torch
 
-        self.model.train()
+        self.net.train()
         images, targets = self.batch(iteration)
-        losses = self.model(images, targets)
+        losses = self.net(images, targets)
         loss = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -91,7 +91,8 @@ def stop_requests() -> Iterator[list[str]]:
 def run_loop(stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: Step, validate: Validate,
              budget: Budget, settings: dict[str, Any], work: WorkFolder, state: LoopState,
              report: Callable[[str, float, str], None], log: Callable[[str], None],
-             stop_after: int | None = None, checkpoint_seconds: float = 120.0) -> LoopState:
+             stop_after: int | None = None, checkpoint_seconds: float = 120.0,
+             agree: Callable[[float, bool], tuple[float, bool]] | None = None) -> LoopState:
     """Train ``model`` until ``budget`` is used up, checkpointing into ``work``; returns the final state.
 
     Args:
@@ -108,6 +109,8 @@ def run_loop(stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
         log: receives the log lines.
         stop_after: test hook: behave as if interrupted once this iteration is done.
         checkpoint_seconds: at most this much wall time between checkpoints.
+        agree: under torchrun, ``agree(seconds, stop) -> (seconds, stop)`` shared by all ranks after each
+            step, so that every rank ends at the same iteration (:func:`PancreasSegLib.training.ddp.agreement`).
 
     Raises:
         Interrupted: after writing a checkpoint, when a stop was requested.
@@ -127,6 +130,9 @@ def run_loop(stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
             state.iteration += 1
             state.seconds += time.perf_counter() - tick
             state.cpu_seconds += time.process_time() - cpu_tick
+            stopping = bool(requests) or (stop_after is not None and state.iteration >= stop_after)
+            if agree is not None:
+                state.seconds, stopping = agree(state.seconds, stopping)
             if not math.isfinite(out["loss"]):
                 raise FloatingPointError(f"{stage}: the loss became {out['loss']} at iteration {state.iteration}")
             losses.append(out["loss"])
@@ -139,7 +145,8 @@ def run_loop(stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
                 log(f"{stage} iteration {state.iteration}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in entry.items()
                                                                        if k != "iteration"))
                 losses = []
-            stopping = bool(requests) or (stop_after is not None and state.iteration >= stop_after)
+            if agree is None:  # a request that came during validation counts now
+                stopping = bool(requests) or (stop_after is not None and state.iteration >= stop_after)
             done = budget.exhausted(state)
             if epoch_end or done or stopping or time.monotonic() - last_checkpoint > checkpoint_seconds:
                 state.done = done
@@ -151,7 +158,8 @@ def run_loop(stage: str, model: torch.nn.Module, optimizer: torch.optim.Optimize
                                                                         else "")
             report(stage, budget.fraction(state), message)
             if stopping and not done:
-                why = requests[0] if requests else f"stop after iteration {stop_after}"
+                why = (requests[0] if requests else f"stop after iteration {stop_after}"
+                       if stop_after is not None and state.iteration >= stop_after else "another rank stopped")
                 log(f"{stage}: interrupted ({why}) at iteration {state.iteration}; checkpoint written")
                 raise Interrupted(f"{stage} training interrupted at iteration {state.iteration}; "
                                   "run the same command again to continue")

@@ -20,6 +20,8 @@ import numpy as np
 
 from PancreasSegLib.errors import InputError
 from PancreasSegLib.model.configs import recipe_config, training_settings
+from PancreasSegLib.model.distributed import World, process_group
+from PancreasSegLib.training.ddp import Follower, agreement, finish_stage, on_main, wrap
 from PancreasSegLib.training.loop import Budget, run_loop
 from PancreasSegLib.training.workdir import LoopState, WorkFolder, work_folder_for
 
@@ -71,6 +73,9 @@ def split_cases(case_ids: list[str], seed: int, val_fraction: float) -> tuple[li
 def train(options: TrainOptions, report=None, log_to_stderr: bool = False) -> Path:
     """Run the training described by ``options`` and write the bundle; returns the bundle folder.
 
+    Under torchrun every rank calls this; they train one model with DistributedDataParallel and rank 0
+    alone writes the work folder and the bundle (:mod:`PancreasSegLib.training.ddp`).
+
     Raises:
         InputError: bad dataset (first offending case named), bad options, or a work folder that
             belongs to a different run.
@@ -78,10 +83,7 @@ def train(options: TrainOptions, report=None, log_to_stderr: bool = False) -> Pa
     """
     import torch
 
-    from PancreasSegLib.checks.dataset import check_training_dataset
-    from PancreasSegLib.model.bundle import Bundle, sha256_file
     from PancreasSegLib.model.device import resolve_device
-    from PancreasSegLib.training.caches import build_caches
 
     report = report or (lambda *a: None)
     if options.stage not in STAGE_CHOICES:
@@ -93,7 +95,21 @@ def train(options: TrainOptions, report=None, log_to_stderr: bool = False) -> Pa
         raise InputError("exists and is not a bundle folder", output)
     if not (output.parent if str(output.parent) else Path(".")).is_dir():
         raise InputError(f"output folder {output.parent} does not exist", output)
-    device = resolve_device(options.device)
+    world = World.from_env()
+    device = resolve_device(world.device(options.device))
+    if world.distributed and device.startswith("cuda"):
+        torch.cuda.set_device(device)
+    with process_group(world, device):
+        return _train(options, world, device, report, log_to_stderr)
+
+
+def _train(options: TrainOptions, world: World, device: str, report, log_to_stderr: bool) -> Path:
+    import torch
+
+    from PancreasSegLib.checks.dataset import check_training_dataset
+    from PancreasSegLib.model.bundle import Bundle, sha256_file
+    from PancreasSegLib.training.caches import build_caches
+
     cases = check_training_dataset(options.dataset)  # before anything else: bad data exits 2 here
     parent = Bundle.load(options.init) if options.init else None
     config = copy.deepcopy(parent.config) if parent else recipe_config(options.recipe)
@@ -117,10 +133,12 @@ def train(options: TrainOptions, report=None, log_to_stderr: bool = False) -> Pa
         "parent": parent.provenance()["sha256"] if parent else None,
         "segmenter_spacing_mm": config["stages"]["segmenter"]["spacing_xyz_mm"],
     }  # the budget is not part of it: a run may be continued with a longer (or shorter) one
-    work = WorkFolder(work_folder_for(output))
-    resumed = work.claim(identity, options.restart)
+    work = WorkFolder(work_folder_for(Path(options.output)))
+    resumed = on_main(world, lambda: work.claim(identity, options.restart))
 
     def log(line: str) -> None:
+        if not world.main:
+            return
         stamped = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}"
         work.log(stamped)
         if log_to_stderr:
@@ -128,21 +146,25 @@ def train(options: TrainOptions, report=None, log_to_stderr: bool = False) -> Pa
 
     log(("resuming" if resumed else "starting") + f" training of {', '.join(stages)} on {len(train_ids)} training and "
         f"{len(val_ids)} validation case(s) of {identity['dataset']}, seed {options.seed}, device {device}, "
-        f"torch {torch.__version__} with {torch.get_num_threads()} thread(s)")
-    files = build_caches(cases, hashes, config, settings, stages, work.cache, options.seed, log,
-                         lambda done, total: report("preprocess", done / total, f"case {done} of {total}"))
+        f"torch {torch.__version__} with {torch.get_num_threads()} thread(s)"
+        + (f", {world.size} ranks" if world.distributed else ""))
+    files = on_main(world, lambda: build_caches(
+        cases, hashes, config, settings, stages, work.cache, options.seed, log,
+        lambda done, total: report("preprocess", done / total, f"case {done} of {total}")))
     nets, states = {}, {}
     for stage in stages:
         budget = _budget(options, settings[stage], stage, len(stages))
         nets[stage], states[stage] = _train_stage(stage, config, settings[stage], files[stage], train_ids, val_ids,
-                                                  parent, budget, options, device, work, report, log)
+                                                  parent, budget, options, device, work, report, log, world)
         if stage == "localizer":
             val_cases = [c for c in cases if c.case_id in val_ids]
-            metrics = _roi_metrics(nets[stage], config["stages"]["localizer"], val_cases, device)
+            metrics = on_main(world, lambda: _roi_metrics(nets["localizer"], config["stages"]["localizer"],
+                                                          val_cases, device))
             states[stage].metrics.update(metrics)
             if metrics:
                 log("localizer ROI validation: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
-    return _write_bundle(options, config, settings, nets, states, parent, hashes, train_ids, val_ids, device, work, log)
+    return on_main(world, lambda: _write_bundle(options, config, settings, nets, states, parent, hashes, train_ids,
+                                                val_ids, device, work, log))
 
 
 def _set_segmenter_spacing(stage: dict, spacing_mm: float) -> None:
@@ -175,7 +197,7 @@ def _build(stage: str, config: dict, seed: int):
 
 
 def _train_stage(stage, config, settings, files, train_ids, val_ids, parent, budget, options, device, work, report,
-                 log):
+                 log, world):
     import torch
 
     from PancreasSegLib.training.caches import load_cache
@@ -204,14 +226,17 @@ def _train_stage(stage, config, settings, files, train_ids, val_ids, parent, bud
     cls = LocalizerTrainer if stage == "localizer" else SegmenterTrainer
     try:
         trainer = cls(model, optimizer, train_items, val_items, config["stages"][stage], settings, options.seed,
-                      device)
+                      device, world.rank, wrap(model, world, device))
     except ValueError as exc:
         raise InputError(f"cannot train the {stage}: {exc}", options.dataset) from None
     log(f"{stage}: budget {budget.iterations or 'no'} iteration limit, "
         f"{f'{budget.seconds / 60:.1f} min' if budget.seconds else 'no time limit'}; "
         f"{len(train_items)} training / {len(val_items)} validation case(s)")
-    state = run_loop(stage, model, optimizer, trainer.step, trainer.validate, budget, settings, work, state, report,
-                     log, options.stop_after, options.checkpoint_seconds)
+    validate = trainer.validate if world.main else dict  # rank 0 validates; the others' history is not kept
+    state = run_loop(stage, model, optimizer, trainer.step, validate, budget, settings,
+                     work if world.main else Follower(work), state, report, log, options.stop_after,
+                     options.checkpoint_seconds, agreement(world, device))
+    finish_stage(model, world, stage, log)
     log(f"{stage}: done after {state.iteration} iterations, {state.seconds:.0f} s "
         f"({state.seconds / max(state.iteration, 1):.2f} s/iteration)")
     return model.eval(), state

@@ -59,12 +59,14 @@ class SegmenterTrainer:
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_items: list[dict],
                  val_items: list[dict], stage: dict[str, Any], settings: dict[str, Any], seed: int,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", rank: int = 0, net: torch.nn.Module | None = None) -> None:
         from monai.losses import DiceCELoss
 
         self.model, self.optimizer = model, optimizer
         self.train_items, self.val_items = train_items, val_items
         self.stage, self.settings, self.seed, self.device = stage, settings, seed, device
+        # under torchrun: each rank its own batches (rank 0 those of one process), stepping the DDP wrapper
+        self.stream, self.net = ([rank] if rank else []), net if net is not None else model
         self.num_classes = int(stage["params"].get("out_channels", 2))
         self.transforms = make_transforms(settings, self.num_classes)
         self.loss = DiceCELoss(to_onehot_y=True, softmax=True)
@@ -73,7 +75,7 @@ class SegmenterTrainer:
         """The (image, label) tensors of one step, (B, 1, Z, Y, X) each; the same iteration gives the same batch."""
         import torch
 
-        rng = np.random.default_rng([self.seed, 2, iteration])
+        rng = np.random.default_rng([self.seed, 2, iteration, *self.stream])
         self.transforms.set_random_state(seed=int(rng.integers(2**31)))
         chosen = rng.choice(len(self.train_items), size=int(self.settings["batch_size"]),
                             replace=len(self.train_items) < int(self.settings["batch_size"]))
@@ -89,9 +91,9 @@ class SegmenterTrainer:
     def step(self, iteration: int) -> dict[str, float]:
         import torch
 
-        self.model.train()
+        self.net.train()
         x, y = self.batch(iteration)
-        out = self.model(x)
+        out = self.net(x)
         if out.dim() == x.dim() + 1:  # deep supervision: (B, heads, C, Z, Y, X)
             weights = [0.5**k for k in range(out.shape[1])]
             loss = sum(w * self.loss(out[:, k], y) for k, w in enumerate(weights)) / sum(weights)
