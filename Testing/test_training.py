@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from phantom_datasets import write_phantom_dataset
 
 from PancreasSegLib.cli import main
 from PancreasSegLib.errors import InputError
@@ -22,22 +23,7 @@ SEEDS = (900, 901, 902)
 @pytest.fixture(scope="module")
 def phantoms(tmp_path_factory):
     """Three small phantoms (about 2.5 mm voxels) as an nnU-Net v2 raw dataset."""
-    from PancreasSegLib.datasets.nnunet import image_path, label_path, write_dataset_json
-    from PancreasSegLib.io.volumes import write_labelmap, write_volume
-    from PancreasSegLib.phantoms.generator import make_phantom
-
-    folder = tmp_path_factory.mktemp("data") / "Dataset900_Tiny"
-    (folder / "imagesTr").mkdir(parents=True)
-    (folder / "labelsTr").mkdir()
-    ids = []
-    for seed in SEEDS:
-        image, label = make_phantom(seed, preset="small")
-        case = f"phantom_{seed:05d}"
-        write_labelmap(label, label_path(folder, case))
-        write_volume(image, image_path(folder, case))
-        ids.append(case)
-    write_dataset_json(folder, ids)
-    return folder
+    return write_phantom_dataset(tmp_path_factory.mktemp("data") / "Dataset900_Tiny", SEEDS)
 
 
 def options(phantoms, out, **kw) -> TrainOptions:

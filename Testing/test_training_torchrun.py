@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from phantom_datasets import write_phantom_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (910, 911, 912)
@@ -21,22 +22,7 @@ SEEDS = (910, 911, 912)
 @pytest.fixture(scope="module")
 def phantoms(tmp_path_factory):
     """Three small phantoms as an nnU-Net v2 raw dataset."""
-    from PancreasSegLib.datasets.nnunet import image_path, label_path, write_dataset_json
-    from PancreasSegLib.io.volumes import write_labelmap, write_volume
-    from PancreasSegLib.phantoms.generator import make_phantom
-
-    folder = tmp_path_factory.mktemp("data") / "Dataset910_Tiny"
-    (folder / "imagesTr").mkdir(parents=True)
-    (folder / "labelsTr").mkdir()
-    ids = []
-    for seed in SEEDS:
-        image, label = make_phantom(seed, preset="small")
-        case = f"phantom_{seed:05d}"
-        write_labelmap(label, label_path(folder, case))
-        write_volume(image, image_path(folder, case))
-        ids.append(case)
-    write_dataset_json(folder, ids)
-    return folder
+    return write_phantom_dataset(tmp_path_factory.mktemp("data") / "Dataset910_Tiny", SEEDS)
 
 
 def _free_port() -> int:

@@ -137,13 +137,7 @@ class BackgroundProcess:
             timeoutSeconds: give up waiting (the command keeps running) and raise ``TimeoutError``.
             idle: called between polls (in Slicer: ``slicer.app.processEvents``).
         """
-        deadline = None if timeoutSeconds is None else time.monotonic() + timeoutSeconds
-        while self.poll():
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError("the background command is still running")
-            if idle is not None:
-                idle()
-            time.sleep(0.02)
+        pollUntilDone(self.poll, timeoutSeconds, idle)
         if self._finishedCode is None:
             raise RuntimeError("no command was started")
         return self._finishedCode
@@ -180,6 +174,18 @@ class BackgroundProcess:
     def _scheduledPoll(self) -> None:
         if self.poll() and self._schedule is not None:
             self._schedule(self._pollIntervalMs, self._scheduledPoll)
+
+
+def pollUntilDone(poll: Callable[[], bool], timeoutSeconds: float | None = None,
+                  idle: Callable[[], None] | None = None) -> None:
+    """Call ``poll()`` until it answers False, ``idle()`` between calls; ``TimeoutError`` after ``timeoutSeconds``."""
+    deadline = None if timeoutSeconds is None else time.monotonic() + timeoutSeconds
+    while poll():
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError("the background command is still running")
+        if idle is not None:
+            idle()
+        time.sleep(0.02)
 
 
 def killProcessTree(proc: subprocess.Popen, graceSeconds: float = 3.0) -> None:

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from .processRunner import CANCELLED_EXIT_CODE, BackgroundProcess, Scheduler, killProcessTree
+from .processRunner import CANCELLED_EXIT_CODE, BackgroundProcess, Scheduler, killProcessTree, pollUntilDone
 
 #: The commands sent to the worker; any other runs as its own process.
 WORKER_COMMANDS = ("segment",)
@@ -184,13 +184,7 @@ class WorkerRunner:
         """
         if not self._usingWorker:
             return self._oneShot.wait(timeoutSeconds=timeoutSeconds, idle=idle)
-        deadline = None if timeoutSeconds is None else time.monotonic() + timeoutSeconds
-        while self.poll():
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError("the background command is still running")
-            if idle is not None:
-                idle()
-            time.sleep(0.02)
+        pollUntilDone(self.poll, timeoutSeconds, idle)
         return self._lastCode
 
     def close(self, timeoutSeconds: float = 5.0) -> None:
