@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from PancreasSegLib import __version__
 
@@ -83,9 +85,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def entry() -> NoReturn:
+    """The console script and ``python -m PancreasSegLib``: run :func:`main` and exit with its status.
+
+    A torchrun rank ends with ``os._exit`` once its output is flushed: with torch 2.14, a finished gloo
+    rank sometimes aborts in a library's static destructor after Python has finished ("terminate called
+    without an active exception", about one run in five here), which torchrun reports as a failed job.
+    Everything the command wrote is closed by then; only interpreter teardown is skipped.
+    """
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -97,3 +97,16 @@ def test_command_help_comes_from_the_module_docstring(capsys, fake_command):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     assert "Fake command for tests." in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("world_size", ["1", "2"])
+def test_a_rank_exits_with_the_commands_status_and_its_output_flushed(tmp_path, world_size):
+    # Under torchrun (WORLD_SIZE > 1) the process ends through os._exit; nothing printed may be lost.
+    import os
+
+    env = {**os.environ, "WORLD_SIZE": world_size, "RANK": "0", "PYTHONPATH": str(ROOT)}
+    missing = tmp_path / "missing-dataset"
+    result = subprocess.run([sys.executable, "-m", "PancreasSegLib", "verify", str(missing)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "missing-dataset: 1 problem(s)" in result.stdout and "no such dataset folder" in result.stdout
