@@ -372,6 +372,11 @@ class PancreasSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.logTextEdit.appendPlainText(f"{time.strftime('%H:%M:%S')}  {message}")
 
     def onSegmentDone(self, result) -> None:
+        if result.warnings:  # the model is unsure: say so where the reader looks, and every reason in the log
+            for warning in result.warnings:
+                self.log(f"{result.segmentation.GetName()}: {warning}")
+            self._stopProgress(f"Done, but check it closely: {result.warnings[0]}")
+            return
         self._stopProgress(f"Done: {result.segmentation.GetName()}. Review it, then correct or export.")
 
     def onExportDone(self, summary) -> None:

@@ -28,11 +28,13 @@ COMMANDS = (
     "montage",
     "train",
     "evaluate",
+    "calibrate",
     "export",
     "verify",
     "convert",
     "export-dicom-seg",
     "report",
+    "review",
 )
 
 

@@ -120,7 +120,8 @@ def test_several_inputs_are_written_into_the_output_folder_by_case_name(files, t
     out.mkdir()
     assert main(["segment", str(files["ct"]), str(other), "-o", str(out), "--model", str(files["seeing"]),
                  "--roi", str(files["roi"]), "--progress", "jsonl"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["case.nii.gz", "other.nii.gz"]
+    assert sorted(p.name for p in out.iterdir()) == ["case.nii.gz", "case.nii.gz.quality.json", "other.nii.gz",
+                                                     "other.nii.gz.quality.json"]  # each with its quality record
     events = _events(capsys.readouterr().out)
     assert [e["event"] for e in events if e["event"] != "progress"] == ["case", "case", "done"]
     assert len(events[-1]["outputs"]["segmentation"]) == 2

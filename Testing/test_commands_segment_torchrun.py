@@ -72,7 +72,8 @@ def _check(files, out: Path, stdout: str) -> None:
     assert len(done) == 1 and done[0]["ranks"] == 2  # rank 0 alone reports
     expected = [str(out / f"case{i}.nii.gz") for i in range(len(files["cts"]))]
     assert done[0]["outputs"]["segmentation"] == expected and len(done[0]["roi"]) == len(expected)
-    assert sorted(p.name for p in out.iterdir()) == sorted(Path(p).name for p in expected)
+    assert sorted(p.name for p in out.iterdir()) == sorted(n for p in expected
+                                                            for n in (Path(p).name, f"{Path(p).name}.quality.json"))
     for ct, written in zip(files["cts"], expected):
         assert same_grid(read_volume(written), read_volume(ct))
     rank0 = [e["input"] for e in events if e["event"] == "case"]

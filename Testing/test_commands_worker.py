@@ -119,7 +119,7 @@ def test_cancel_stops_a_running_request_writes_nothing_and_the_worker_goes_on(ca
     assert [e for e in ends if e[0] != "c"] == [("r1", "error", 130), ("r2", "done", None)]
     assert next(e for e in events if e.get("id") == "r1" and e["event"] == "error")["message"] == \
         "cancelled, nothing written"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.nii.gz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.nii.gz", "b.nii.gz.quality.json"]
 
 
 def test_shutdown_cancels_what_is_queued_and_ends_the_worker(case, tmp_path):

@@ -134,7 +134,7 @@ def test_result_is_named_after_the_volume_with_coded_labels_proposal_and_ras_roi
     box = rasBox(roi)  # what the markups ROI node gets
     assert box.center == (-10.0, -20.0, 30.0) and box.size == (60.0, 40.0, 50.0)
     assert box.axes == ((-1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, 1.0))
-    assert result.roi.props["visible"] is False
+    assert result.roi.props["visible"] is False and result.warnings == []  # a usual result is not unsure
     assert scene.findResult(volume) is result
     assert ("showResult", "CT abdomen pancreas") in scene.calls
 
@@ -150,6 +150,16 @@ def test_roi_falls_back_to_the_roi_out_file_when_done_has_none(env, model):
 
     runner.play([json.dumps({"event": "done", "outputs": {}}) + "\n"], before_finish=write)
     assert rasBox(rec.done[0].roi.props["geometry"]).center == (-10.0, -20.0, 30.0)
+
+
+def test_an_unsure_result_carries_the_runs_warnings(env, model):
+    logic, scene, runner, volume, _ = env
+    rec = Recorder()
+    logic.segment(volume, SegmentOptions(str(model)), rec.callbacks())
+    warning = "unsure: the volume (0.5) is below what the model showed on validation data (from 35)"
+    runner.play([json.dumps({"event": "done", "outputs": {}, "roi": ROI_LPS, "warnings": [warning]}) + "\n"],
+                before_finish=lambda: writeFakeOutput(runner.args))
+    assert rec.done[0].warnings == [warning]
 
 
 def test_an_roi_with_axes_that_are_not_orthonormal_fails_the_run_and_leaves_the_scene(env, model):

@@ -69,8 +69,11 @@ def test_overlapped_batch_gives_the_same_events_and_files_as_a_plain_loop(files,
     assert [e["event"] for e in events_b].count("case") == 3 and events_b[-1]["event"] == "done"
     stages = [e["stage"] for e in events_b if e["event"] == "progress"]
     assert stages.count("read") == 6 and stages[0] == "read" and stages[-1] == "write"
-    names = sorted(p.name for p in overlapped.iterdir())
-    assert names == sorted(p.name for p in plain.iterdir()) == ["case0.nii.gz", "case1.nii.gz", "case2.nii.gz"]
+    names = sorted(p.name for p in overlapped.iterdir() if not p.name.endswith(".quality.json"))
+    assert names == sorted(p.name for p in plain.iterdir() if not p.name.endswith(".quality.json")) == \
+        ["case0.nii.gz", "case1.nii.gz", "case2.nii.gz"]
+    assert sorted(p.name for p in overlapped.iterdir() if p.name.endswith(".quality.json")) == \
+        [f"{n}.quality.json" for n in names]
     for name in names:
         a, b = read_volume(plain / name), read_volume(overlapped / name)
         assert same_grid(a, b) and sitk.GetArrayFromImage(a).tolist() == sitk.GetArrayFromImage(b).tolist()
@@ -84,7 +87,8 @@ def test_a_bad_input_in_the_middle_stops_there_with_one_line_as_before(files, tm
     assert err_b == err_a and len(err_b.strip().splitlines()) == 1 and str(files["bad"]) in err_b
     assert _without_times(events_a, tmp_path / "plain") == _without_times(events_b, tmp_path / "overlapped")
     assert events_b[-1]["event"] == "error"
-    assert [p.name for p in (tmp_path / "overlapped").iterdir()] == ["case0.nii.gz"]  # no staging folder either
+    assert sorted(p.name for p in (tmp_path / "overlapped").iterdir()) == ["case0.nii.gz",
+                                                                         "case0.nii.gz.quality.json"]  # no staging
 
 
 def test_a_cancel_while_a_write_is_in_flight_leaves_only_complete_files(files, tmp_path):
@@ -146,7 +150,9 @@ def test_sigterm_to_a_batch_process_exits_130_and_leaves_no_partial_file(files, 
             break
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    left = sorted(p.name for p in out.iterdir())
+    left = sorted(p.name for p in out.iterdir() if not p.name.endswith(".quality.json"))
     assert left[0] == "case0.nii.gz" and set(left) <= {"case0.nii.gz", "case1.nii.gz"}  # no staging folder
+    assert sorted(p.name for p in out.iterdir() if p.name.endswith(".quality.json")) == \
+        [f"{n}.quality.json" for n in left]  # a label and its record are renamed into place together
     for name in left:
         assert same_grid(read_volume(out / name), read_volume(files["cts"][0]))

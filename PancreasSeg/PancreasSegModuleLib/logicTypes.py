@@ -64,6 +64,8 @@ class SegmentationResult:
     probabilities: Any = None
     #: The model bundle folder that made the proposal (passed to ``export --model`` for the provenance).
     modelPath: str | None = None
+    #: The run's "unsure" sentences (the ``done`` event's ``warnings``); empty when the result looks usual.
+    warnings: list[str] = field(default_factory=list)
 
     def nodes(self, keepRoi: bool = False) -> list[Any]:
         """Every node of the result except the volume (and the ROI with ``keepRoi``)."""

@@ -112,6 +112,8 @@ class SegmentFlow:
         keepRoi = ctx["rerun"] and existing is not None and existing.roi is not None
         baseName = f"{self.scene.nodeName(volume)} pancreas"
         result = SegmentationResult(volume, None, modelPath=str(options.modelPath))
+        if job.done is not None:
+            result.warnings = [str(w) for w in job.done.data.get("warnings") or []]
         try:
             result.segmentation = self.scene.importSegmentation(output, volume, baseName, model.labels)
             result.proposal = self.scene.copySegmentation(result.segmentation, f"{baseName} proposal")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -129,18 +130,23 @@ def segment_all(predictor, plan: list[tuple[Path, Path]], args: argparse.Namespa
     come, so a caller still has them when a later case fails); a ``case`` event follows each when ``several``.
     """
     from PancreasSegLib.pipeline.batch import BatchCase, BatchRunner
+    from PancreasSegLib.pipeline.predictor import QUALITY_SUFFIX
 
     cases = [BatchCase(source, target,
                        read={"series": args.series, "force": args.force, "max_voxels": args.max_voxels},
                        compute={"roi": roi, "allow_empty": args.allow_empty, "margin_mm": args.margin_mm,
                                 "phase2_only": args.phase2_only},
                        write={"roi_out": args.roi_out, "probabilities_out": args.probabilities,
-                              "surface_out": args.surface, "snapshot_out": args.snapshot})
+                              "surface_out": args.surface, "snapshot_out": args.snapshot,
+                              "quality_out": f"{target}{QUALITY_SUFFIX}"})
              for source, target in plan]
     results: list[tuple[int, tuple[dict[str, str], dict[str, Any]]]] = [] if into is None else into
 
     def on_case(index: int, prediction) -> None:
         outputs, info = prediction.outputs, _info(prediction)
+        if prediction.warnings:
+            print(f"pancreasseg segment: warning: {plan[index][0].name}: {'; '.join(prediction.warnings)}",
+                  file=sys.stderr, flush=True)
         results.append((index, (outputs, info)))
         if several:
             reporter.event("case", input=str(plan[index][0]), outputs=outputs, **info)
@@ -162,7 +168,9 @@ def report_done(reporter, results: list[tuple[dict[str, str], dict[str, Any]]], 
     for outputs, _ in results:
         for key, value in outputs.items():
             merged.setdefault(key, []).append(value)
-    reporter.done(merged, [info["roi"] for _, info in results], seconds, model=model, **extra)
+    warnings = [w for _, info in results for w in info.get("warnings", [])]
+    reporter.done(merged, [info["roi"] for _, info in results], seconds, model=model, warnings=warnings,
+                  unsure=sum(bool(info.get("unsure")) for _, info in results), **extra)
 
 
 def _plan(args: argparse.Namespace) -> list[tuple[Path, Path]]:
@@ -227,6 +235,9 @@ def _info(prediction) -> dict[str, Any]:
         "volume_ml": round(prediction.volume_ml(), 3),
         "roi_grown": prediction.grown,
         "timings": {k: round(v, 3) for k, v in prediction.seconds.items()},
+        "unsure": prediction.unsure,
+        "warnings": list(prediction.warnings),
+        "quality": prediction.quality,
     }
     if prediction.surface_volume_ml is not None:
         info["surface_volume_ml"] = round(prediction.surface_volume_ml, 3)
@@ -234,7 +245,5 @@ def _info(prediction) -> dict[str, Any]:
 
 
 def _warn(reporter, text: str) -> None:
-    import sys
-
     print(f"pancreasseg segment: warning: {text}", file=sys.stderr)
     reporter.event("warning", message=text)

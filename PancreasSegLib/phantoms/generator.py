@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
+from PancreasSegLib.phantoms import randomize as look
 from PancreasSegLib.phantoms.anatomy import Anatomy, sample_anatomy
 from PancreasSegLib.phantoms.geometry import ScanGeometry, sample_geometry
 from PancreasSegLib.phantoms.render import render_background
@@ -31,7 +32,7 @@ PRESETS = ("default", "small")
 
 
 def make_phantom(seed: int, *, size=None, shape=None, spacing=None, direction=None, tumor: bool | None = None,
-                 preset: str = "default", noise: bool = True) -> tuple[sitk.Image, sitk.Image]:
+                 preset: str = "default", noise: bool = True, randomize: bool = False) -> tuple[sitk.Image, sitk.Image]:
     """Make one synthetic abdominal CT and its label map.
 
     Args:
@@ -44,6 +45,9 @@ def make_phantom(seed: int, *, size=None, shape=None, spacing=None, direction=No
         preset: "default" (clinical-like: 0.6-1.0 mm pixels, 0.8-3 mm slices, 80-320 slices) or "small"
             (about 2.5 mm voxels, under a second, for tests and smoke runs).
         noise: False leaves out the correlated image noise (for debugging and pictures of the anatomy).
+        randomize: domain randomisation (:mod:`PancreasSegLib.phantoms.randomize`): the same abdomen with a
+            drawn contrast phase, habitus, slice thickness (0.6-5 mm), kernel, noise, artefacts and
+            sometimes a scan that ends inside the gland.
 
     Returns:
         ``(image, label)``: int16 Hounsfield units and uint8 labels (0 background, 1 pancreas, 2 tumour)
@@ -59,8 +63,8 @@ def make_phantom(seed: int, *, size=None, shape=None, spacing=None, direction=No
     """
     import SimpleITK as sitk
 
-    (background_rng, gland_rng, noise_rng), anatomy, shift, geometry = _draw(
-        seed, size if size is not None else shape, spacing, direction, tumor, preset)
+    (background_rng, gland_rng, noise_rng, look_rng), anatomy, shift, geometry = _draw(
+        seed, size if size is not None else shape, spacing, direction, tumor, preset, randomize)
     body_lo, body_hi = anatomy.body_bounds()
     step = float(np.clip(min(geometry.spacing[:2]) * 1.5, 1.4, 3.0))
     grid = _coarse_grid(geometry, shift, body_lo, body_hi, step)
@@ -77,9 +81,18 @@ def make_phantom(seed: int, *, size=None, shape=None, spacing=None, direction=No
     hu = sitk.GetArrayFromImage(fine)
     label = np.zeros(hu.shape, dtype=np.uint8)
     _paint_pancreas(hu, label, geometry, shift, anatomy, gland_rng)
+    if randomize:
+        look.add_artefacts(hu, geometry.spacing, look_rng)
     if noise:
-        _add_noise(hu, geometry, noise_rng)
+        grain = look.draw_noise(look_rng, min(geometry.spacing[:2])) if randomize else None
+        _add_noise(hu, geometry, noise_rng, grain=grain)
     np.clip(hu, -1024, 3071, out=hu)
+    keep = look.partial_coverage(label, look_rng) if randomize else None
+    if keep is not None:
+        hu, label = hu[keep[0]:keep[1]], label[keep[0]:keep[1]]
+        geometry = ScanGeometry((geometry.size[0], geometry.size[1], keep[1] - keep[0]), geometry.spacing,
+                                tuple(float(v) for v in geometry.to_physical(np.array([[0, 0, keep[0]]]))[0]),
+                                geometry.direction)
     image = sitk.GetImageFromArray(np.rint(hu).astype(np.int16))
     label_image = sitk.GetImageFromArray(label)
     for im in (image, label_image):
@@ -95,7 +108,7 @@ def phantom_geometry(seed: int, *, size=None, shape=None, spacing=None, directio
     return _draw(seed, size if size is not None else shape, spacing, direction, None, preset)[3]
 
 
-def _draw(seed: int, size, spacing, direction, tumor, preset: str):
+def _draw(seed: int, size, spacing, direction, tumor, preset: str, randomize: bool = False):
     """The random draws that come before rendering: anatomy, table position, scan geometry."""
     if preset not in PRESETS:
         raise ValueError(f"unknown phantom preset {preset!r}; use one of {', '.join(PRESETS)}")
@@ -108,15 +121,22 @@ def _draw(seed: int, size, spacing, direction, tumor, preset: str):
         direction = d.reshape(3, 3)
     # Separate streams: the abdomen (and its gland texture) stay the same physical object whatever
     # grid a caller asks for; only the sampling changes.
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
+    # The randomised look has streams of its own (spawn(6)[:5] equals spawn(5)): a plain phantom is unchanged.
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(7)]
     rng = streams[0]
     anatomy = sample_anatomy(rng, tumor=tumor)
+    if randomize:
+        anatomy.hu, _ = look.randomized_hu(anatomy.hu, streams[5])
+        look.randomize_habitus(anatomy.body, streams[5])
+        if spacing is None and preset != "small":
+            pixel = float(streams[5].uniform(0.6, 1.0))
+            spacing = (pixel, pixel, look.draw_slice_spacing(streams[5]))
     shift = np.array([rng.normal(0, 10), rng.normal(0, 10), rng.uniform(-450, 100)])
     body_lo, body_hi = anatomy.body_bounds()
     p_lo, p_hi = anatomy.pancreas_bounds(margin=8)
     geometry = sample_geometry(streams[1], body_lo, body_hi, (p_lo[2], p_hi[2]), size=size, spacing=spacing,
                                direction=direction, preset=preset, shift=shift)
-    return streams[2:], anatomy, shift, geometry
+    return streams[2:5] + streams[6:], anatomy, shift, geometry
 
 
 def _triple(value, name: str, kind):
@@ -228,7 +248,8 @@ def _near_pancreas(anatomy: Anatomy, lo, hi, cell: float = 3.0, reach: float = 1
     return (s < reach - cell).reshape(zz.shape), np.asarray(lo, dtype=float), cell
 
 
-def _add_noise(hu: np.ndarray, geometry: ScanGeometry, rng: np.random.Generator, bank: int = 24) -> None:
+def _add_noise(hu: np.ndarray, geometry: ScanGeometry, rng: np.random.Generator, bank: int = 24,
+               grain: tuple[float, float] | None = None) -> None:
     """Correlated quantum noise: white noise smoothed in-plane to a ~0.7 mm grain, 8-22 HU.
 
     A bank of independently filtered slices is drawn once; each slice gets one of them at a random
@@ -236,6 +257,8 @@ def _add_noise(hu: np.ndarray, geometry: ScanGeometry, rng: np.random.Generator,
     """
     sigma_hu = rng.uniform(8, 22)
     sigma_px = float(np.clip(0.7 / min(geometry.spacing[:2]), 0.5, 1.2))
+    if grain is not None:  # a randomised kernel: (noise HU, grain in pixels)
+        sigma_hu, sigma_px = grain
     n = min(bank, hu.shape[0])
     tiles = ndimage.gaussian_filter(rng.standard_normal((n,) + hu.shape[1:], dtype=np.float32),
                                     (0.0, sigma_px, sigma_px), truncate=3.0)

@@ -80,7 +80,7 @@ def sample_geometry(rng: np.random.Generator, body_lo, body_hi, z_range, *, size
                 nx = min(512, int(np.ceil((width + u(10, 40)) / sp[0] / 16) * 16))
                 ny = min(512, int(np.ceil((height + u(10, 40)) / sp[1] / 16) * 16))
             extent = span + u(50, 220)
-            nz = int(np.clip(round(extent / sp[2]), 80, 320))
+            nz = int(np.clip(round(extent / sp[2]), min(80, int(240 / sp[2])), 320))  # thick slices: fewer
             nz = max(nz, min(360, int(np.ceil((span + 40) / sp[2]))))
     extent = nz * sp[2]
     slack = max(0.0, (extent - span) / 2 - 15)

@@ -193,11 +193,13 @@ def localize(image: sitk.Image, model: torch.nn.Module, stage: dict[str, Any], d
 
 
 def find_box(image: sitk.Image, model: torch.nn.Module, stage: dict[str, Any], device: str = "cpu",
-             margin_mm: float | None = None, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+             margin_mm: float | None = None, progress: Progress | None = None,
+             seen: Detections | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """Phase 1 as an LPS-aligned box (lower, upper corner in mm, margin included), or ``None``.
 
-    The arguments are those of :func:`localize`. For an oblique image the LPS box is tighter than
-    the ROI along the image's axes, so phase 2 crops this box.
+    The arguments are those of :func:`localize`; ``seen``, when given, receives every slice's boxes
+    and scores (for the quality record). For an oblique image the LPS box is tighter than the ROI
+    along the image's axes, so phase 2 crops this box.
     """
     margin = float(stage.get("margin_mm", 20.0) if margin_mm is None else margin_mm)
     threshold = float(stage["score_threshold"])
@@ -206,7 +208,7 @@ def find_box(image: sitk.Image, model: torch.nn.Module, stage: dict[str, Any], d
     grid = axial_grid(image, stage)
     z = coarse_positions(grid, step)
     report = progress or (lambda *a: None)
-    found = Detections()
+    found = Detections() if seen is None else seen
     batch = int(stage.get("batch_size", 16))
     for start in range(0, len(z), batch):
         chunk = z[start:start + batch]

@@ -25,18 +25,23 @@ import numpy as np
 
 from PancreasSegLib.checks.ct import read_checked_ct
 from PancreasSegLib.errors import Cancelled, InputError, NoPancreasFound
+from PancreasSegLib.io.atomic import write_json_atomic
 from PancreasSegLib.io.staging import Staging
 from PancreasSegLib.io.volumes import write_labelmap, write_volume
 from PancreasSegLib.model.bundle import Bundle
 from PancreasSegLib.model.device import resolve_device
 from PancreasSegLib.pipeline.border_guard import final_roi, run_phase2
-from PancreasSegLib.pipeline.phase1 import find_box
+from PancreasSegLib.pipeline.phase1 import Detections, find_box
 from PancreasSegLib.pipeline.postprocess import paste, to_input_grid
+from PancreasSegLib.pipeline.quality import detection_score, judge, measure, quality_record
 from PancreasSegLib.pipeline.roi import ROI, image_axes, image_lps_bounds, write_roi
 from PancreasSegLib.progress import Progress
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
+
+#: The command line writes the quality record beside the label map, as ``<output>.quality.json``.
+QUALITY_SUFFIX = ".quality.json"
 
 
 @dataclass
@@ -55,6 +60,14 @@ class Prediction:
     outputs: dict[str, str] = field(default_factory=dict)
     #: Volume of the written surface mesh (mL), when one was asked for.
     surface_volume_ml: float | None = None
+    #: The quality measures (:mod:`PancreasSegLib.pipeline.quality`) and the "unsure" sentences.
+    quality: dict[str, float | None] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def unsure(self) -> bool:
+        """True when a quality measure lies outside what the model showed on validation data."""
+        return bool(self.warnings)
 
     def probability_image(self) -> sitk.Image:
         """Foreground probability (float32) on the input grid, zero outside the ROI."""
@@ -149,6 +162,7 @@ class Predictor:
         margin = float(loc_stage.get("margin_mm", 20.0) if margin_mm is None else margin_mm)
         # No cast of the whole volume to float: both phases resample only what they need, to float32.
         localizer_roi = None
+        seen = Detections()
         tick = time.perf_counter()
         if roi is not None:
             clipped = roi.clipped_to(image)
@@ -159,7 +173,7 @@ class Predictor:
         elif phase2_only:
             lower, upper = image_lps_bounds(image, edges=False)
         else:
-            box = find_box(image, self.bundle.localizer, loc_stage, self.device, margin, report)
+            box = find_box(image, self.bundle.localizer, loc_stage, self.device, margin, report, seen)
             seconds["localize"] = time.perf_counter() - tick
             if box is None:
                 return self._empty(image, None, allow_empty, seconds, "the localizer found nothing")
@@ -181,14 +195,21 @@ class Predictor:
         label = paste(image, sub.label, sub.start, sitk.sitkUInt8)
         seconds["postprocess"] = time.perf_counter() - tick
         report("postprocess", 1.0, "done")
-        return Prediction(label, roi_out, localizer_roi, True, result.grown, seconds, sub.foreground, sub.start)
+        prediction = Prediction(label, roi_out, localizer_roi, True, result.grown, seconds, sub.foreground, sub.start)
+        detected = detection_score(seen.scores, float(loc_stage["score_threshold"])) if seen.scores else None
+        prediction.quality = measure(image, sub.label, sub.foreground, sub.start, prediction.volume_ml(), detected)
+        prediction.warnings = judge(prediction.quality, self.bundle.config.get("quality"))
+        return prediction
 
     def _empty(self, image, roi, allow_empty, seconds, why, localizer_roi=None) -> Prediction:
         import SimpleITK as sitk
 
         if not allow_empty:
             raise NoPancreasFound(f"no pancreas found ({why})")
-        return Prediction(paste(image, None, None, sitk.sitkUInt8), roi, localizer_roi, False, False, seconds)
+        prediction = Prediction(paste(image, None, None, sitk.sitkUInt8), roi, localizer_roi, False, False, seconds)
+        prediction.quality = measure(image, None, None, None, 0.0, None)
+        prediction.warnings = judge(prediction.quality, self.bundle.config.get("quality"), found=False)
+        return prediction
 
     def predict_file(self, input_path: str | os.PathLike, output_path: str | os.PathLike, *, series: str | None = None,
                      roi: ROI | None = None, progress: Progress | None = None, allow_empty: bool = False,
@@ -196,6 +217,7 @@ class Predictor:
                      max_voxels: int | None = None, roi_out: str | os.PathLike | None = None,
                      probabilities_out: str | os.PathLike | None = None, surface_out: str | os.PathLike | None = None,
                      snapshot_out: str | os.PathLike | None = None, snapshot_title: str | None = None,
+                     quality_out: str | os.PathLike | None = None,
                      warn: Callable[[str], None] | None = None) -> Prediction:
         """The whole pipeline on one CT file or DICOM folder: read, check, segment, write.
 
@@ -211,6 +233,7 @@ class Predictor:
             probabilities_out: also write the foreground probability (float32, input grid).
             surface_out: also write the smoothed surface (.stl, .vtp) when something was found.
             snapshot_out: also write a PNG montage of the result (``snapshot_title`` above it).
+            quality_out: also write the quality record (measures, "unsure" warnings) as JSON.
             warn: receives warnings (default: printed on stderr).
 
         Returns:
@@ -232,7 +255,7 @@ class Predictor:
                                        margin_mm=margin_mm, phase2_only=phase2_only)
         return self.write_case(case, prediction, output_path, progress=progress, roi_out=roi_out,
                                probabilities_out=probabilities_out, surface_out=surface_out,
-                               snapshot_out=snapshot_out, snapshot_title=snapshot_title)
+                               snapshot_out=snapshot_out, snapshot_title=snapshot_title, quality_out=quality_out)
 
     # predict_file in three steps, so that a batch (pipeline/batch.py) can read the next case and write the
     # previous one while this one computes. Each step reports its own stages; together they are predict_file.
@@ -265,6 +288,7 @@ class Predictor:
                    progress: Progress | None = None, roi_out: str | os.PathLike | None = None,
                    probabilities_out: str | os.PathLike | None = None, surface_out: str | os.PathLike | None = None,
                    snapshot_out: str | os.PathLike | None = None, snapshot_title: str | None = None,
+                   quality_out: str | os.PathLike | None = None,
                    may_commit: Callable[[], bool] | None = None) -> Prediction:
         """Step 3: the staged write of every output (stage ``write``); arguments as for :meth:`predict_file`.
 
@@ -278,7 +302,7 @@ class Predictor:
             try:
                 report("write", 0.0, f"writing {Path(output_path).name}")
                 self._write(staging, case.image, prediction, case.source, output_path, roi_out, probabilities_out,
-                            surface_out, snapshot_out, snapshot_title)
+                            surface_out, snapshot_out, snapshot_title, quality_out)
                 if may_commit is not None and not may_commit():
                     raise Cancelled("cancelled before the outputs were renamed into place")
                 staging.commit()
@@ -289,10 +313,14 @@ class Predictor:
         return prediction
 
     def _write(self, staging: Staging, image, prediction: Prediction, source: Path, output_path, roi_out,
-               probabilities_out, surface_out, snapshot_out, snapshot_title) -> None:
+               probabilities_out, surface_out, snapshot_out, snapshot_title, quality_out=None) -> None:
         outputs = prediction.outputs
         write_labelmap(prediction.label, staging.path(output_path), self.bundle.labels)
         outputs["segmentation"] = str(output_path)
+        if quality_out:
+            write_json_atomic(staging.path(quality_out), quality_record(prediction.quality, prediction.warnings,
+                                                                        self.bundle.config.get("quality")))
+            outputs["quality"] = str(quality_out)
         if roi_out and prediction.roi is not None:
             write_roi(prediction.roi, staging.path(roi_out))
             outputs["roi"] = str(roi_out)
