@@ -82,3 +82,19 @@ def test_thick_slices_are_drawn_and_blur_along_z():
     thin = _arrays(*make_phantom(4, spacing=(2.5, 2.5, 1.0), preset="small", noise=False))[0]
     thick = _arrays(*make_phantom(4, spacing=(2.5, 2.5, 5.0), preset="small", noise=False))[0]
     assert np.abs(np.diff(thick, axis=0)).mean() / 5.0 < np.abs(np.diff(thin, axis=0)).mean() / 1.0
+
+
+def test_the_phantom_command_makes_randomised_cases_and_says_so(tmp_path):
+    import json
+
+    from PancreasSegLib.cli import main
+    from PancreasSegLib.io.volumes import read_volume
+
+    out = tmp_path / "Dataset990_Randomized"
+    assert main(["phantom", str(out), "--cases", "1", "--seed", "5", "--size", "small", "--randomize"]) == 0
+    meta = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
+    assert meta["randomized"] is True and "randomize=True" in meta["reference"]
+    expected, _ = make_phantom(5, preset="small", randomize=True)
+    written = read_volume(out / "imagesTr" / "phantom_00005_0000.nii.gz")
+    assert np.array_equal(sitk.GetArrayFromImage(written), sitk.GetArrayFromImage(expected))
+    assert main(["phantom", str(tmp_path / "Dataset991_No"), "--family", "second", "--randomize"]) == 2

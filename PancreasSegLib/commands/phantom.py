@@ -1,9 +1,10 @@
 """Make synthetic abdominal CT phantoms with pancreas labels, as an nnU-Net v2 raw dataset.
 
 Case i gets the seed S+i and the ID phantom_<seed> (five digits), so two runs with seed ranges that
-do not overlap give disjoint training and test sets. dataset.json is rewritten after every finished
-case, so an interrupted run leaves a valid dataset of the cases done so far, and running again into
-the same folder adds (or remakes) cases.
+do not overlap give disjoint training and test sets. ``--family second`` makes the independently built
+test-only family (:mod:`PancreasSegLib.phantoms.second_family`, IDs second_<seed>), never trained on.
+dataset.json is rewritten after every finished case, so an interrupted run leaves a valid dataset of
+the cases done so far, and running again into the same folder adds (or remakes) cases of its family.
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ import sys
 from pathlib import Path
 
 DATASET_NAME = "PancreasPhantom"
-DESCRIPTION = "Synthetic abdominal CT phantoms made by PancreasSeg (not patient data)."
+FAMILIES = {
+    "main": ("PancreasSegLib.phantoms.generator.make_phantom(seed); case phantom_<seed>",
+             "Synthetic abdominal CT phantoms made by PancreasSeg, main family (not patient data)."),
+    "second": ("PancreasSegLib.phantoms.second_family.make_second_family_phantom(seed); case second_<seed>",
+               "Synthetic abdominal CT phantoms made by PancreasSeg, second family: built independently "
+               "of the main family, for testing only, never trained on (not patient data)."),
+}
+DESCRIPTION = FAMILIES["main"][1]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,11 +34,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="default: clinical-like geometry (0.6-1 mm pixels, 80-320 slices); "
                              "small: about 2.5 mm voxels, for quick tests")
     parser.add_argument("--jobs", type=int, default=1, metavar="J", help="cases made in parallel (default 1)")
+    parser.add_argument("--randomize", action="store_true",
+                        help="main family only: domain randomisation (contrast phase, habitus, 0.6-5 mm slices, "
+                             "kernel, noise, artefacts, partial coverage); the same seed keeps its abdomen")
+    parser.add_argument("--family", choices=tuple(FAMILIES), default="main",
+                        help="main: the training family (default); second: the independently built test-only "
+                             "family (cases second_<seed>, pancreas label only), never to be trained on")
 
 
-def case_id_for(seed: int) -> str:
-    """The case ID of the phantom made from ``seed``."""
-    return f"phantom_{seed:05d}"
+def case_id_for(seed: int, family: str = "main") -> str:
+    """The case ID of the phantom of ``family`` made from ``seed``."""
+    return f"second_{seed:05d}" if family == "second" else f"phantom_{seed:05d}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,26 +59,37 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise InputError(f"--jobs must be at least 1, got {args.jobs}")
     out = Path(args.out)
+    family = getattr(args, "family", "main")
+    randomized = bool(getattr(args, "randomize", False))
+    if randomized and family != "main":
+        raise InputError("--randomize applies to the main family only")
     existing = _prepare_folder(out)
+    if existing:
+        from PancreasSegLib.datasets.nnunet import read_dataset_json
+
+        there = read_dataset_json(out).get("phantom_family", "main")
+        if there != family:
+            raise InputError(f"holds phantoms of the {there} family; make the {family} family in another folder", out)
     done = set(existing)
     seeds = list(range(args.seed, args.seed + args.cases))
     tumor = False if args.no_tumor else None
     jobs = min(args.jobs, len(seeds))
     if jobs == 1:
-        results = (make_case(out, s, tumor, args.size) for s in seeds)
-        _collect(out, results, done)
+        results = (make_case(out, s, tumor, args.size, family, randomized) for s in seeds)
+        _collect(out, results, done, family, randomized)
     else:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             _collect(out, pool.map(make_case, [out] * len(seeds), seeds, [tumor] * len(seeds),
-                                   [args.size] * len(seeds)), done)
+                                   [args.size] * len(seeds), [family] * len(seeds), [randomized] * len(seeds)),
+                     done, family, randomized)
     print(f"wrote {len(seeds)} cases to {out} ({len(done)} in the dataset)")
     return 0
 
 
-def _collect(out: Path, results, done: set[str]) -> None:
+def _collect(out: Path, results, done: set[str], family: str = "main", randomized: bool = False) -> None:
     for case_id, summary in results:
         done.add(case_id)
-        _write_json(out, done)
+        _write_json(out, done, family, randomized)
         print(f"{case_id}: {summary}", file=sys.stderr, flush=True)
 
 
@@ -88,17 +113,26 @@ def _prepare_folder(out: Path) -> list[str]:
     return existing
 
 
-def make_case(out: Path, seed: int, tumor: bool | None, preset: str) -> tuple[str, str]:
-    """Make and write one phantom; the label goes first, so an image on disk always has its label."""
+def make_case(out: Path, seed: int, tumor: bool | None, preset: str, family: str = "main",
+              randomize: bool = False) -> tuple[str, str]:
+    """Make and write one phantom; the label goes first, so an image on disk always has its label.
+
+    The second family has no tumour, so ``tumor`` only applies to the main one.
+    """
     import numpy as np
     import SimpleITK as sitk
 
     from PancreasSegLib.datasets.nnunet import image_path, label_path
     from PancreasSegLib.io.volumes import write_labelmap, write_volume
-    from PancreasSegLib.phantoms.generator import make_phantom
+    case_id = case_id_for(seed, family)
+    if family == "second":
+        from PancreasSegLib.phantoms.second_family import make_second_family_phantom
 
-    case_id = case_id_for(seed)
-    image, label = make_phantom(seed, tumor=tumor, preset=preset)
+        image, label = make_second_family_phantom(seed, preset=preset)
+    else:
+        from PancreasSegLib.phantoms.generator import make_phantom
+
+        image, label = make_phantom(seed, tumor=tumor, preset=preset, randomize=randomize)
     write_labelmap(label, label_path(out, case_id))
     write_volume(image, image_path(out, case_id))
     counts = np.bincount(sitk.GetArrayViewFromImage(label).ravel(), minlength=3)
@@ -109,10 +143,14 @@ def make_case(out: Path, seed: int, tumor: bool | None, preset: str) -> tuple[st
     return case_id, f"{size} voxels of {spacing} mm, pancreas {(counts[1] + counts[2]) * ml:.0f} mL{tumour}"
 
 
-def _write_json(out: Path, case_ids: set[str]) -> None:
+def _write_json(out: Path, case_ids: set[str], family: str = "main", randomized: bool = False) -> None:
     from PancreasSegLib import __version__
     from PancreasSegLib.datasets.nnunet import write_dataset_json
 
-    write_dataset_json(out, sorted(case_ids), name=DATASET_NAME, description=DESCRIPTION,
-                       extra={"reference": "PancreasSegLib.phantoms.generator.make_phantom(seed); case phantom_<seed>",
+    reference, description = FAMILIES[family]
+    if randomized:
+        reference = reference.replace("(seed)", "(seed, randomize=True)")
+        description = description.replace("main family", "main family with domain randomisation")
+    write_dataset_json(out, sorted(case_ids), name=DATASET_NAME, description=description,
+                       extra={"reference": reference, "phantom_family": family, "randomized": randomized,
                               "licence": "CC0 (synthetic)", "release": __version__})
