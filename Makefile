@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all venv clean
+.PHONY: demo review-demo test test-all venv clean
 
 venv: $(STAMP)
 
@@ -13,11 +13,16 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,review]"
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/pancreasseg demo demo
+
+# The browser reading room on the demo phantom (after `make demo`): open the address it prints.
+review-demo: $(STAMP)
+	test -f demo/phantom.nii.gz || $(VENV)/bin/pancreasseg demo demo
+	$(VENV)/bin/pancreasseg review demo --dataset demo/Dataset501_Curated --reviewer $${USER:-reviewer}
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" -q

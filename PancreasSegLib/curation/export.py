@@ -160,7 +160,7 @@ def export_case(image: str | os.PathLike | sitk.Image, label: str | os.PathLike 
 def _commit_case(dataset: Path, case_id: str | None, record: dict, clean, corrected, proposed,
                  lock_timeout: float) -> tuple[str, Path | None, list]:
     """Under the dataset's lock: stage the case's files, pass the commit point, move them into place."""
-    _create_dataset(dataset)
+    create_dataset(dataset)
     with DatasetLock(dataset, lock_timeout):
         recovered = journal.recover(dataset)
         for sub in SUBFOLDERS:
@@ -266,8 +266,13 @@ def _write_image(image: sitk.Image, path: Path) -> None:
     write_volume(image, path)
 
 
-def _create_dataset(dataset: Path) -> None:
-    """Create a missing dataset folder whole (subfolders, empty dataset.json) by one rename."""
+def create_dataset(dataset: str | os.PathLike) -> None:
+    """Create a missing dataset folder whole (subfolders, empty dataset.json) by one rename.
+
+    Raises:
+        InputError: the folder cannot be created.
+    """
+    dataset = Path(dataset)
     if dataset.exists():
         return
     parent = dataset.resolve().parent

@@ -34,6 +34,8 @@ class DatasetLock:
     Args:
         folder: the dataset folder (it must exist).
         timeout: seconds to wait for the lock; 0 tries once.
+        name: the lock file's name in ``folder`` (another name is another lock, e.g. one per case).
+        holder: what the holder writes into the file for others to read (default: its process and host).
 
     Raises:
         DatasetBusy: the lock was not free within ``timeout`` seconds.
@@ -42,10 +44,12 @@ class DatasetLock:
     ...     ...  # nobody else writes into the dataset here
     """
 
-    def __init__(self, folder: str | os.PathLike, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, folder: str | os.PathLike, timeout: float = DEFAULT_TIMEOUT, name: str = LOCK_NAME,
+                 holder: str | None = None) -> None:
         self.folder = Path(folder)
-        self.path = self.folder / LOCK_NAME
+        self.path = self.folder / name
         self.timeout = float(timeout)
+        self.holder = holder
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -63,7 +67,12 @@ class DatasetLock:
             time.sleep(delay)
             delay = min(delay * 2, 0.25)
         self._fd = fd
-        _write_holder(fd)
+        _write_holder(fd, self.holder)
+
+    @property
+    def held(self) -> bool:
+        """True between :meth:`acquire` and :meth:`release`."""
+        return self._fd is not None
 
     def release(self) -> None:
         if self._fd is not None:
@@ -80,14 +89,29 @@ class DatasetLock:
         self.release()
 
 
-def _write_holder(fd: int) -> None:
-    text = f"pid {os.getpid()} on {socket.gethostname()}\n".encode()
+def _write_holder(fd: int, holder: str | None = None) -> None:
+    text = f"{holder or f'pid {os.getpid()} on {socket.gethostname()}'}\n".encode()
     try:
         os.lseek(fd, 0, os.SEEK_SET)
         os.ftruncate(fd, 0)
         os.write(fd, text)
     except OSError:  # the message is a courtesy; the lock is what counts
         pass
+
+
+def read_holder(path: str | os.PathLike) -> str | None:
+    """What the current holder of the lock file ``path`` wrote, or None when nobody holds it."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        if _try_lock(fd):
+            _unlock(fd)
+            return None
+        return _read_holder(fd)
+    finally:
+        os.close(fd)
 
 
 def _read_holder(fd: int) -> str:

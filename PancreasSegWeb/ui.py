@@ -1,0 +1,93 @@
+"""The reading room's page: worklist on the left, Slicer's four views in the middle, the review on the right.
+
+The right panel reads in the order of the work, with the words of the Slicer module: "Segment pancreas"
+(Cancel while it runs, with its progress bar), the result (volume in mL, the unsure note), the correction
+tools (Slicer's Paint, Erase, Scissors, Islands and Smoothing effects, Undo and Redo, and trame-slicer's
+Segment Editor panel for the effects' options), then the status and "Export for training". Elements the
+browser test uses carry ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+#: (button text, trame-slicer effect class name) of the correction tools, in the Slicer module's order.
+EFFECTS = (("Paint", "SegmentationEffectPaint"), ("Erase", "SegmentationEffectErase"),
+           ("Scissors", "SegmentationEffectScissors"), ("Islands", "SegmentationEffectIslands"),
+           ("Smoothing", "SegmentationEffectSmoothing"), ("No tool", "SegmentationEffectNoTool"))
+STATUS_COLORS = {"new": "grey", "proposed": "blue", "corrected": "green", "approved": "teal", "rejected": "red"}
+
+
+@dataclass
+class Handlers:
+    """What the page's controls call on the server."""
+
+    open_case: Callable[[str], None]
+    segment_or_cancel: Callable[[], None]
+    set_effect: Callable[[str], None]
+    undo: Callable[[], None]
+    redo: Callable[[], None]
+    export: Callable[[], None]
+
+
+def build_page(server, layout_manager, handlers: Handlers, title: str, editor_panel: Callable[[], None]):
+    """Build the page on ``server``; ``editor_panel()`` fills the "Effect options" panel. Returns the layout."""
+    from trame.ui.vuetify3 import VAppLayout
+    from trame.widgets import html
+    from trame.widgets import vuetify3 as v
+
+    with VAppLayout(server, template_name="main", full_height=True) as layout:
+        layout.root.theme = "dark"
+        with v.VAppBar(density="compact"):
+            v.VToolbarTitle(title)
+            html.Span("{{ r_reviewer }} · {{ r_dataset }} · research use only", classes="text-caption mr-4")
+        with v.VNavigationDrawer(permanent=True, location="left", width=260):
+            _worklist(v, html, handlers)
+        with v.VNavigationDrawer(permanent=True, location="right", width=340):
+            _review_panel(v, html, handlers, editor_panel)
+        with v.VMain(), html.Div(style="height: calc(100vh - 48px); display: flex;", id="views"):
+            layout_manager.initialize_layout_grid(layout)
+    return layout
+
+
+def _worklist(v, html, handlers: Handlers) -> None:
+    html.Div("Worklist", classes="text-subtitle-1 pa-3")
+    with v.VList(density="compact", id="worklist"), v.VListItem(
+            v_for="row in r_cases", key="row.key", id=("`case-${row.key}`",), active=("row.key === r_current",),
+            disabled=("!!row.locked || !!r_running",), click=(handlers.open_case, "[row.key]")):
+        v.VListItemTitle("{{ row.title }}")
+        with v.VListItemSubtitle():
+            v.VChip("{{ row.status }}", size="x-small", color=("row.color",), classes="case-status")
+            html.Span(" locked by {{ row.locked }}", v_if="row.locked", classes="text-warning")
+
+
+def _review_panel(v, html, handlers: Handlers, editor_panel: Callable[[], None]) -> None:
+    with html.Div(classes="pa-3", id="review"):
+        html.Div("{{ r_title || 'Open a case from the worklist' }}", classes="text-subtitle-1 mb-2", id="case-title")
+        v.VBtn("{{ r_running === 'segment' ? 'Cancel' : 'Segment pancreas' }}", id="segment", block=True,
+               color=("r_running === 'segment' ? 'warning' : 'primary'",),
+               disabled=("!r_current || r_running === 'export'",), click=handlers.segment_or_cancel)
+        v.VProgressLinear(v_if="r_running", model_value=("r_progress",), height=6, classes="my-2", id="progress")
+        html.Div("{{ r_progress_text }}", v_if="r_running", classes="text-caption")
+        html.Div("{{ r_message }}", v_if="r_message", classes="text-caption my-2 text-success", id="message")
+        html.Div("{{ r_error }}", v_if="r_error", classes="text-caption my-2 text-error", id="error")
+        html.Div("{{ r_unsure }}", v_if="r_unsure", classes="text-caption my-2 text-warning", id="unsure")
+        html.Div("Pancreas: {{ r_volume_ml }} mL", v_if="r_has_result", classes="my-2", id="volume")
+        html.Div("ROI: {{ r_roi }}", v_if="r_roi", classes="text-caption mb-2", id="roi")
+        with html.Div(classes="d-flex flex-wrap ga-1 my-2", id="effects"):
+            for text, effect in EFFECTS:
+                v.VBtn(text, id=f"effect-{text.lower().replace(' ', '-')}", size="small",
+                       variant=(f"r_effect === '{effect}' ? 'flat' : 'tonal'",),
+                       disabled=("!r_has_result || !!r_running",), click=(handlers.set_effect, f"['{effect}']"))
+        with html.Div(classes="d-flex ga-1 my-2"):
+            v.VBtn("Undo", id="undo", size="small", prepend_icon="mdi-undo", disabled=("!r_can_undo",),
+                   click=handlers.undo)
+            v.VBtn("Redo", id="redo", size="small", prepend_icon="mdi-redo", disabled=("!r_can_redo",),
+                   click=handlers.redo)
+        v.VSelect(label="Status", items=("r_statuses",), v_model=("r_status",), density="compact", classes="mt-3",
+                  hide_details=True, id="status")
+        v.VBtn("Export for training", id="export", block=True, classes="mt-3", color="success",
+               disabled=("!r_has_result || !!r_running",), click=handlers.export)
+        with v.VExpansionPanels(classes="mt-4"), v.VExpansionPanel(title="Effect options"), v.VExpansionPanelText():
+            editor_panel()
