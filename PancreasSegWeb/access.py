@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import html
 import ipaddress
 import secrets
 from collections.abc import Callable
@@ -77,7 +78,9 @@ class AccessGuard:
         """Whether a request with this ``?token=``, cookie and Host header may go on."""
         if not self.require_token:
             return is_loopback(_host_name(host_header or ""))
-        return any(value is not None and hmac.compare_digest(value, self.token)
+        # As bytes: compare_digest refuses str with non-ASCII characters, which anyone can put in the address.
+        expected = self.token.encode("utf-8")
+        return any(value is not None and hmac.compare_digest(value.encode("utf-8", "replace"), expected)
                    for value in (query_token, cookie_token))
 
     def middleware(self):
@@ -90,9 +93,7 @@ class AccessGuard:
                 return web.Response(status=403, text=DENIED_TEXT)
             is_socket = request.headers.get("Upgrade", "").lower() == "websocket"
             if (is_socket or request.path in ("/", "/index.html")) and not await self._free():
-                who = self.describe_holder()
-                return web.Response(status=409, content_type="text/html",
-                                    text=LOCKED_PAGE.format(who=f" ({who})" if who else ""))
+                return web.Response(status=409, content_type="text/html", text=self.locked_page())
             if not is_socket:
                 response = await handler(request)
                 if request.query.get("token") and self.require_token:
@@ -105,6 +106,11 @@ class AccessGuard:
                 self.connections -= 1
 
         return guard
+
+    def locked_page(self) -> str:
+        """The page a second tab gets; who has the reading room open is escaped (a case title is a file name)."""
+        who = self.describe_holder()
+        return LOCKED_PAGE.format(who=f" ({html.escape(who)})" if who else "")
 
     async def _free(self) -> bool:
         """True when no page is connected, waiting a moment for a page that is just going."""

@@ -18,7 +18,7 @@ from PancreasSegLib.constants import REVIEW_STATUSES, default_model
 
 from .access import AccessGuard, is_loopback, new_token
 from .session import Report, ReviewSession
-from .ui import STATUS_COLORS, Handlers, build_page
+from .ui import STATUS_COLORS, Handlers, build_page, model_note
 from .worklist import Worklist
 
 TITLE = "PancreasSeg reading room"
@@ -61,6 +61,7 @@ class ReviewApp:
         self.worklist = Worklist(cases, dataset)
         self.session = ReviewSession(self.slicer, self.worklist, reviewer, str(model or default_model()), device)
         self._init_state(reviewer)
+        self.state.r_model = model_note(self.session.model)
         self._build()
 
     def _init_state(self, reviewer: str) -> None:
@@ -120,6 +121,8 @@ class ReviewApp:
 
     def open_case(self, key: str) -> None:
         """Open a worklist case (a locked or unknown one is refused with a message)."""
+        if key == self.state.r_current and self.session.case is not None:
+            return  # already open: keep its result, ROI and status as they are
         self._clear_messages()
         try:
             case = self.session.open_case(key)
@@ -235,6 +238,7 @@ class ReviewApp:
 
     def _refresh_worklist(self) -> None:
         rows = []
+        self.worklist.refresh()
         for case in self.worklist.cases:
             status = self.worklist.status(case)
             rows.append({"key": case.key, "title": case.title, "status": status,

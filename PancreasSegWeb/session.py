@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PancreasSegLib.curation.lock import DatasetLock, read_holder
+from PancreasSegLib.curation.lock import DatasetLock
 from PancreasSegLib.labels import PANCREAS
 
 from .worklist import Case, Worklist
@@ -141,7 +139,6 @@ class ReviewSession:
         self.volume = None
         self.unsure_note = ""
         self._lock: DatasetLock | None = None
-        (worklist.review_folder / "locks").mkdir(exist_ok=True)
 
     # -- cases and their locks ---------------------------------------------------------------------------
 
@@ -149,14 +146,7 @@ class ReviewSession:
         """Who else has ``case`` open (reviewer and machine), or None."""
         if self.case is case and self._lock is not None:
             return None
-        text = read_holder(self._lock_path(case))
-        if text is None:
-            return None
-        try:
-            holder = json.loads(text)
-            return f"{holder.get('reviewer') or 'someone'} on {holder.get('host', 'another machine')}"
-        except (ValueError, AttributeError):
-            return text
+        return self.worklist.locked_by(case)
 
     def open_case(self, key: str) -> Case:
         """Close the open case and open the one with ``key`` (its CT, and its label when it was curated).
@@ -166,13 +156,9 @@ class ReviewSession:
         """
         case = self.worklist.case(key)
         self.logic.jobs.refuseIfRunning()
-        holder = self.locked_by(case)
-        if holder:
-            raise ValueError(f"{case.title} is open by {holder}.")
-        lock = DatasetLock(self._lock_path(case).parent, timeout=0, name=self._lock_path(case).name,
-                           holder=json.dumps({"reviewer": self.reviewer, "host": socket.gethostname(),
-                                              "pid": os.getpid()}))
-        lock.acquire()
+        if case is self.case and self._lock is not None:
+            return case  # already open here: a second lock of our own would be refused
+        lock = self.worklist.lock(case, self.reviewer)
         self.close_case()
         self._lock, self.case = lock, case
         case_id = self.worklist.reserve_id(case)
@@ -195,9 +181,6 @@ class ReviewSession:
         if self._lock is not None:
             self._lock.release()
         self._lock, self.case, self.volume = None, None, None
-
-    def _lock_path(self, case: Case) -> Path:
-        return self.worklist.review_folder / "locks" / f"{case.key}.lock"
 
     # -- segment, correct, export ------------------------------------------------------------------------
 

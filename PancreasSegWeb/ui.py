@@ -9,14 +9,36 @@ browser test uses carry ids.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 #: (button text, trame-slicer effect class name) of the correction tools, in the Slicer module's order.
 EFFECTS = (("Paint", "SegmentationEffectPaint"), ("Erase", "SegmentationEffectErase"),
            ("Scissors", "SegmentationEffectScissors"), ("Islands", "SegmentationEffectIslands"),
            ("Smoothing", "SegmentationEffectSmoothing"), ("No tool", "SegmentationEffectNoTool"))
 STATUS_COLORS = {"new": "grey", "proposed": "blue", "corrected": "green", "approved": "teal", "rejected": "red"}
+
+
+def model_note(model: str | os.PathLike) -> str:
+    """What the page's header says of the model, from its bundle's ``model.json`` (name and description).
+
+    >>> model_note("no/such/bundle")
+    'model bundle'
+    """
+    from PancreasSegLib.errors import InputError, read_json
+
+    try:
+        config = read_json(Path(model) / "model.json")
+    except InputError:
+        config = {}
+    config = config if isinstance(config, dict) else {}
+    name = str(config.get("name") or Path(model).name)
+    described = str(config.get("description") or "").lower()
+    if "synthetic" in described and "phantom" in described:
+        return f"model {name}, trained on synthetic phantoms only"
+    return f"model {name}"
 
 
 @dataclass
@@ -41,7 +63,8 @@ def build_page(server, layout_manager, handlers: Handlers, title: str, editor_pa
         layout.root.theme = "dark"
         with v.VAppBar(density="compact"):
             v.VToolbarTitle(title)
-            html.Span("{{ r_reviewer }} · {{ r_dataset }} · research use only", classes="text-caption mr-4")
+            html.Span("{{ r_reviewer }} · {{ r_dataset }} · {{ r_model }} · research use only",
+                      classes="text-caption mr-4", id="notice")
         with v.VNavigationDrawer(permanent=True, location="left", width=260):
             _worklist(v, html, handlers)
         with v.VNavigationDrawer(permanent=True, location="right", width=340):

@@ -5,7 +5,8 @@ dataset (``dataset.json`` + ``imagesTr/``), a curated one included, to review ag
 that is the same for every reader of the same folder (a hash of its path inside CASES) and, when it is
 first opened, a case ID of the target dataset (``case_0001``, ...): the ID never comes from a file name,
 which may hold a patient's name. The keys and IDs are kept in ``DATASET/.review/sources.json``, written
-under a lock so that two readers never get the same new ID.
+under a lock so that two readers never get the same new ID. A reader holds a case's own lock
+(``DATASET/.review/locks/<key>.lock``) while the case is open; the others see it as locked, and by whom.
 
 A case's status is its provenance's (``corrected``, ``approved``, ``rejected``) once it was exported,
 ``proposed`` while the model's proposal is open, else ``new``.
@@ -16,12 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from PancreasSegLib.constants import REVIEW_STATUSES
 from PancreasSegLib.curation.layout import committed_cases, next_case_id, provenance_path
-from PancreasSegLib.curation.lock import DatasetLock
+from PancreasSegLib.curation.lock import DatasetLock, read_holder
 from PancreasSegLib.curation.provenance import read_provenance
 from PancreasSegLib.datasets.nnunet import FILE_ENDING
 from PancreasSegLib.errors import InputError
@@ -58,7 +60,8 @@ def case_key(cases_root: Path, path: Path) -> str:
     >>> case_key(Path("/data/cts"), Path("/data/cts/a.nii.gz"))
     'd1f94ec9c6b27dcf'
     """
-    relative = path.resolve().relative_to(cases_root.resolve()).as_posix()
+    # The folder resolved, not the file: a CT may be a link to a file elsewhere, and is still this case.
+    relative = (path.parent.resolve() / path.name).relative_to(cases_root.resolve()).as_posix()
     return hashlib.sha256(relative.encode("utf-8")).hexdigest()[:16]
 
 
@@ -139,6 +142,10 @@ class Worklist:
                 return case
         raise KeyError(key)
 
+    def refresh(self) -> None:
+        """Read again the IDs other readers reserved (their exports then show with their statuses)."""
+        self._load_ids()
+
     def status(self, case: Case) -> str:
         """``corrected`` / ``approved`` / ``rejected`` once exported, ``proposed`` or ``new`` otherwise."""
         if case.case_id and case.case_id in committed_cases(self.dataset):
@@ -169,6 +176,40 @@ class Worklist:
             if case is not after and case.key not in skip and self.status(case) in ("new", "proposed"):
                 return case
         return None
+
+    def lock_path(self, case: Case) -> Path:
+        """The case's lock file: held while a reader has the case open."""
+        return self.review_folder / "locks" / f"{case.key}.lock"
+
+    def locked_by(self, case: Case) -> str | None:
+        """Who holds the case's lock (reviewer and machine), or None when nobody does.
+
+        The lock is the operating system's: it goes when its holder ends, however it ends.
+        """
+        text = read_holder(self.lock_path(case))
+        if text is None:
+            return None
+        try:
+            holder = json.loads(text)
+            return f"{holder.get('reviewer') or 'someone'} on {holder.get('host', 'another machine')}"
+        except (ValueError, AttributeError):
+            return text
+
+    def lock(self, case: Case, reviewer: str) -> DatasetLock:
+        """Take the case's lock for ``reviewer`` (release it when the case closes).
+
+        Raises:
+            ValueError: another reader holds it.
+        """
+        path = self.lock_path(case)
+        path.parent.mkdir(exist_ok=True)
+        holder = json.dumps({"reviewer": reviewer, "host": socket.gethostname(), "pid": os.getpid()})
+        lock = DatasetLock(path.parent, timeout=0, name=path.name, holder=holder)
+        try:
+            lock.acquire()
+        except InputError:
+            raise ValueError(f"{case.title} is open by {self.locked_by(case) or 'another reader'}.") from None
+        return lock
 
     def _read_ids(self) -> dict[str, str]:
         try:
