@@ -54,13 +54,17 @@ def _records(values: list[float], dice: list[float]) -> list[dict]:
             for v, d in zip(values, dice)]
 
 
-def test_calibration_keeps_the_range_of_the_good_cases_widened_by_a_tenth():
-    records = _records([0.8, 0.9, 1.0, 0.1], [0.9, 0.85, 0.95, 0.2])  # the failure does not widen the range
+def test_calibration_keeps_the_range_of_the_good_cases_widened_until_left_out_cases_pass():
+    dense = list(np.linspace(0.8, 1.0, 21))  # each left-out case lies within a tenth of the others' span
+    records = _records(dense + [0.1], [0.9] * 21 + [0.2])  # the failure does not widen the range
     calibration = calibrate(records)
+    assert calibration["widen"] == 0.1 and calibration["leave_one_out_flagged"] <= 0.1
     assert calibration["ranges"]["mean_probability"] == [pytest.approx(0.78), pytest.approx(1.02)]
-    assert calibration["good_cases"] == 3 and set(calibration["ranges"]) <= set(MEASURES)
+    assert calibration["good_cases"] == 21 and set(calibration["ranges"]) <= set(MEASURES)
+    sparse = calibrate(_records([0.8, 0.9, 1.0], [0.9] * 3))  # 0.8 and 1.0 pass only once widened by the span
+    assert sparse["widen"] == 1.0 and sparse["ranges"]["mean_probability"] == [pytest.approx(0.6), pytest.approx(1.2)]
     with pytest.raises(ValueError, match="only 2 validation case"):
-        calibrate(records[1:])
+        calibrate(records[-3:])
 
 
 def test_judge_flags_only_the_suspicious_side_of_each_range():

@@ -3,7 +3,8 @@
 PRED is a folder written by `pancreasseg segment` with this bundle (each label with its
 <label>.quality.json), REF the validation cases' labels (a dataset root or its labelsTr). For each
 quality measure, the range the model showed on the cases it segmented well (Dice >= 0.8), widened by
-10 % of its span, is written into the bundle's model.json under "quality"; the weights and their
+the smallest share of its span (0.1 to 2) that flags at most 10 % of those cases when each is judged
+by the others' ranges, is written into the bundle's model.json under "quality"; the weights and their
 sha256 stay as they are. From then on a result outside a range is written but flagged as unsure.
 Calibrate on validation data only, never on a test set.
 

@@ -12,9 +12,10 @@ Each prediction carries measures of its own confidence and of its input:
   say whether the input looks like what the model was trained on (contrast phase, body composition).
 
 ``pancreasseg calibrate`` runs the model on validation cases (never the test sets) and stores, per
-measure, the range the model showed on the cases it segmented well (Dice >= 0.8), widened by 10 % of
-its span, in the bundle's model.json under ``quality``. A result outside a range is still written, but
-flagged: :func:`judge` names each measure out of range in one sentence.
+measure, the range the model showed on the cases it segmented well (Dice >= 0.8), widened by the
+smallest fraction of its span (0.1, 0.25, 0.5, 1 or 2) that flags at most 10 % of those cases when each
+is judged by the others' ranges, in the bundle's model.json under ``quality``. A result outside a
+range is still written, but flagged: :func:`judge` names each measure out of range in one sentence.
 """
 
 from __future__ import annotations
@@ -37,9 +38,12 @@ MEASURES: dict[str, tuple[str, str]] = {
     "label_hu": ("both", "the HU of the segmented gland"),
     "context_hu": ("both", "the HU around the gland"),
 }
-#: Dice from which a validation case counts as segmented well, and the widening of its ranges.
+#: Dice from which a validation case counts as segmented well.
 GOOD_DICE = 0.8
-WIDEN = 0.1
+#: Widenings of the ranges (fractions of their span) tried in turn, and the share of good validation
+#: cases that may be flagged when each is judged by the others' ranges.
+WIDENINGS = (0.1, 0.25, 0.5, 1.0, 2.0)
+FALSE_ALARMS = 0.1
 
 
 def detection_score(scores: list[np.ndarray], threshold: float) -> float | None:
@@ -87,14 +91,26 @@ def calibrate(records: list[dict[str, Any]]) -> dict[str, Any]:
     good = [r["measures"] for r in records if r["dice"] >= GOOD_DICE]
     if len(good) < 3:
         raise ValueError(f"only {len(good)} validation case(s) with Dice >= {GOOD_DICE}; need at least 3")
+    # The widening: the smallest that leaves at most FALSE_ALARMS of the good cases flagged when each is
+    # judged by the ranges of the others (leave one out), so a small validation set does not flag most
+    # good results of the next scans.
+    for widen in WIDENINGS:
+        left_out = [bool(judge(m, {"ranges": _ranges(good[:i] + good[i + 1:], widen)})) for i, m in enumerate(good)]
+        if np.mean(left_out) <= FALSE_ALARMS:
+            break
+    return {"format": QUALITY_FORMAT, "good_dice": GOOD_DICE, "cases": len(records), "good_cases": len(good),
+            "widen": widen, "leave_one_out_flagged": round(float(np.mean(left_out)), 3),
+            "ranges": _ranges(good, widen)}
+
+
+def _ranges(good: list[dict[str, Any]], widen: float) -> dict[str, list[float]]:
     ranges = {}
     for name in MEASURES:
         values = np.array([m[name] for m in good if m.get(name) is not None], dtype=float)
         if values.size:
             span = float(values.max() - values.min())
-            ranges[name] = [round(float(values.min()) - WIDEN * span, 4), round(float(values.max()) + WIDEN * span, 4)]
-    return {"format": QUALITY_FORMAT, "good_dice": GOOD_DICE, "cases": len(records), "good_cases": len(good),
-            "ranges": ranges}
+            ranges[name] = [round(float(values.min()) - widen * span, 4), round(float(values.max()) + widen * span, 4)]
+    return ranges
 
 
 def judge(measures: dict[str, float | None], calibration: dict[str, Any] | None, found: bool = True) -> list[str]:
