@@ -54,6 +54,7 @@ def test_two_ranks_train_one_model_that_rank_0_alone_writes_and_that_resumes(pha
     assert first.returncode == 0, first.stderr[-3000:]
     done = [json.loads(line) for line in first.stdout.splitlines() if '"event": "done"' in line]
     assert len(done) == 1 and done[0]["outputs"]["bundle"] == str(out)  # rank 0 alone reports
+    assert done[0]["seconds"] > 0  # the whole run's time, as segment reports its own
     log = (out / "train.log").read_text(encoding="utf-8")
     assert len(re.findall(r"starting training", log)) == 1 and ", 2 ranks" in log  # one writer of the log
     for stage in ("localizer", "segmenter"):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import time
 from pathlib import Path
 
 
@@ -91,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         version=args.version, restart=args.restart,
         command=command_line(args),
     )
+    started = time.perf_counter()
     try:
         bundle = train(options, reporter, log_to_stderr=args.progress == "none")
     except Interrupted as exc:
@@ -98,5 +100,5 @@ def run(args: argparse.Namespace) -> int:
         if world.main:
             print(f"\npancreasseg train: {exc}", file=sys.stderr)
         return 130
-    reporter.done({"bundle": str(bundle)})
+    reporter.done({"bundle": str(bundle)}, seconds=time.perf_counter() - started)
     return 0
