@@ -252,7 +252,7 @@ def test_segment_outputs_from_a_dicom_series_carry_no_patient_data(bundle, tmp_p
     stream = capsys.readouterr().out
     assert code == 0
     written = sorted(p.name for p in out.iterdir())
-    assert written == sorted([f"seg{ext}", "roi.json", "prob.nrrd", "qa.png"])
+    assert written == sorted([f"seg{ext}", f"seg{ext}.quality.json", "roi.json", "prob.nrrd", "qa.png"])
     for path in out.iterdir():
         data = _contents(path)
         for secret in PATIENT:
