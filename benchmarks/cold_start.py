@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def subset(pool: Path, k: int, folder: Path) -> Path:
-    """An nnU-Net dataset of the first ``k`` cases of ``pool`` (links, not copies)."""
+    """An nnU-Net dataset of the first ``k`` cases of ``pool`` (copies: a dataset refuses links outside it)."""
     from PancreasSegLib.datasets.nnunet import image_path, label_path, list_cases, write_dataset_json
 
     cases = list_cases(pool)[:k]
@@ -37,7 +37,7 @@ def subset(pool: Path, k: int, folder: Path) -> Path:
         for source, target in ((case.image, image_path(dataset, case.case_id)),
                                (case.label, label_path(dataset, case.case_id))):
             if not target.exists():
-                os.symlink(Path(source).resolve(), target)
+                shutil.copyfile(source, target)
     write_dataset_json(dataset, [c.case_id for c in cases], name=f"ColdStart{k}",
                        description=f"the first {k} case(s) of {pool.name}")
     return dataset
