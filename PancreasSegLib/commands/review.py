@@ -18,6 +18,7 @@ import argparse
 import importlib.util
 import os
 import sys
+from pathlib import Path
 
 #: What the reading room needs beyond the library, as (import name, what to install).
 NEEDS = (("trame_slicer", "trame-slicer[standalone]"), ("trame", "trame"), ("slicer", "slicer-core"))
@@ -42,14 +43,19 @@ def run(args: argparse.Namespace) -> int:
     from PancreasSegLib.curation.layout import check_target_folder
     from PancreasSegLib.errors import InputError
 
-    missing = [install for name, install in NEEDS if importlib.util.find_spec(name) is None]
-    if missing:
-        raise InputError(f"the reading room needs {', '.join(missing)}: pip install -e \".[review]\" "
-                         "in a source checkout")
     if not args.reviewer.strip():
         raise InputError("--reviewer must name who reviews")
     if not 0 < args.port < 65536:
         raise InputError(f"--port {args.port} is not a port number")
+    cases = Path(args.cases)
+    if (cases / "dataset.json").is_file() and cases.resolve() != Path(args.dataset).resolve():
+        # Its cases keep their IDs when reviewed again: exported elsewhere they could replace other cases.
+        raise InputError("is a curated dataset: review it again into itself (--dataset the same folder), "
+                         "or copy its images into a plain folder of CTs", cases)
+    missing = [install for name, install in NEEDS if importlib.util.find_spec(name) is None]
+    if missing:
+        raise InputError(f"the reading room needs {', '.join(missing)}: pip install -e \".[review]\" "
+                         "in a source checkout")
     if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
         # The views render on the server: without a display, VTK draws through EGL (GPU or Mesa's CPU driver).
         os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
