@@ -28,17 +28,19 @@ def test_measures_of_a_label_inside_and_at_the_edge_of_the_scan():
     label[1:3, 2:4, 2:4] = 1
     fg = np.where(label > 0, 0.9, 0.0).astype(np.float32)
     fg[1, 2, 2] = 0.6  # one uncertain voxel of the 8 labelled ones
-    inside = measure(image, label, fg, (5, 5, 3), 0.016, 0.8)
+    inside = measure(image, label, fg, (5, 5, 3), 0.8)
+    assert inside["volume_ml"] == 0.016  # 8 voxels of 2 mm3
     assert inside["scan_edge_fraction"] == 0.0 and inside["label_hu"] == 40.0 and inside["detection_score"] == 0.8
     assert inside["uncertain_fraction"] == pytest.approx(1 / 8)
     assert inside["mean_probability"] == pytest.approx((7 * 0.9 + 0.6) / 8, abs=1e-4)
     label[0, 2:4, 2:4] = 1  # the gland now reaches the first slice of the scan
-    at_edge = measure(image, label, np.maximum(fg, label * 0.9), (5, 5, 0), 0.024, None)
+    at_edge = measure(image, label, np.maximum(fg, label * 0.9), (5, 5, 0), None)
+    assert at_edge["volume_ml"] == 0.024
     assert at_edge["scan_edge_fraction"] == 1.0 and at_edge["detection_score"] is None
 
 
 def test_nothing_found_has_no_gland_measures_and_is_always_flagged():
-    measures = measure(_image(), None, None, None, 0.0, None)
+    measures = measure(_image(), None, None, None, None)
     assert measures["mean_probability"] is None and measures["volume_ml"] == 0.0
     assert judge(measures, None, found=False) and judge(measures, {"ranges": {}}, found=False)
 

@@ -29,13 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def score_case(predictor, image_path: Path, reference) -> dict:
     """Segment one CT (an empty result allowed) and score it against ``reference``."""
     from PancreasSegLib.evaluation.metrics import compare_labels
-    from PancreasSegLib.pipeline.quality import judge
 
     started = time.perf_counter()
     case = predictor.read_case(image_path)
     prediction = predictor.compute_case(case, allow_empty=True)
     metrics = compare_labels(prediction.label, reference, resample=True)[0]["pancreas"]
-    warnings = judge(prediction.quality, predictor.bundle.config.get("quality"), prediction.found)
+    warnings = prediction.warnings  # judged by the predictor with the bundle's calibration
     return {"dice": round(float(metrics.dice), 4), "hd95_mm": round(float(metrics.hd95_mm), 2),
             "volume_ml": round(float(metrics.volume_pred_ml), 1),
             "reference_ml": round(float(metrics.volume_ref_ml), 1),

@@ -130,7 +130,7 @@ def segment_all(predictor, plan: list[tuple[Path, Path]], args: argparse.Namespa
     come, so a caller still has them when a later case fails); a ``case`` event follows each when ``several``.
     """
     from PancreasSegLib.pipeline.batch import BatchCase, BatchRunner
-    from PancreasSegLib.pipeline.predictor import QUALITY_SUFFIX
+    from PancreasSegLib.pipeline.quality import QUALITY_SUFFIX
 
     cases = [BatchCase(source, target,
                        read={"series": args.series, "force": args.force, "max_voxels": args.max_voxels},

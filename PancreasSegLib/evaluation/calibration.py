@@ -19,9 +19,7 @@ from PancreasSegLib.errors import InputError
 from PancreasSegLib.evaluation.metrics import compare_labels
 from PancreasSegLib.evaluation.run import match_cases, read_label
 from PancreasSegLib.io.atomic import write_json_atomic
-from PancreasSegLib.pipeline.quality import judge
-
-QUALITY_SUFFIX = ".quality.json"
+from PancreasSegLib.pipeline.quality import QUALITY_SUFFIX, judge
 
 
 def calibration_records(pred: str | os.PathLike, ref: str | os.PathLike) -> list[dict[str, Any]]:

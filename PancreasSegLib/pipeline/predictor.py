@@ -40,9 +40,6 @@ from PancreasSegLib.progress import Progress
 if TYPE_CHECKING:
     import SimpleITK as sitk
 
-#: The command line writes the quality record beside the label map, as ``<output>.quality.json``.
-QUALITY_SUFFIX = ".quality.json"
-
 
 @dataclass
 class Prediction:
@@ -197,7 +194,7 @@ class Predictor:
         report("postprocess", 1.0, "done")
         prediction = Prediction(label, roi_out, localizer_roi, True, result.grown, seconds, sub.foreground, sub.start)
         detected = detection_score(seen.scores, float(loc_stage["score_threshold"])) if seen.scores else None
-        prediction.quality = measure(image, sub.label, sub.foreground, sub.start, prediction.volume_ml(), detected)
+        prediction.quality = measure(image, sub.label, sub.foreground, sub.start, detected)
         prediction.warnings = judge(prediction.quality, self.bundle.config.get("quality"))
         return prediction
 
@@ -207,7 +204,7 @@ class Predictor:
         if not allow_empty:
             raise NoPancreasFound(f"no pancreas found ({why})")
         prediction = Prediction(paste(image, None, None, sitk.sitkUInt8), roi, localizer_roi, False, False, seconds)
-        prediction.quality = measure(image, None, None, None, 0.0, None)
+        prediction.quality = measure(image, None, None, None, None)
         prediction.warnings = judge(prediction.quality, self.bundle.config.get("quality"), found=False)
         return prediction
 

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     import SimpleITK as sitk
 
 QUALITY_FORMAT = "pancreasseg-quality/1"
+#: The command line writes the quality record beside the label map, as ``<output>.quality.json``.
+QUALITY_SUFFIX = ".quality.json"
 #: Measure -> which side of its calibrated range is suspicious ("low", "high" or "both") and its words.
 MEASURES: dict[str, tuple[str, str]] = {
     "detection_score": ("low", "phase 1's detection score"),
@@ -53,7 +55,7 @@ def detection_score(scores: list[np.ndarray], threshold: float) -> float | None:
 
 
 def measure(image: sitk.Image, label_sub: np.ndarray | None, foreground_sub: np.ndarray | None, start,
-            volume_ml: float, detection: float | None) -> dict[str, float | None]:
+            detection: float | None) -> dict[str, float | None]:
     """The quality measures of one prediction (see the module docstring); None where one does not apply.
 
     ``label_sub`` and ``foreground_sub`` are the label and foreground probability (Z, Y, X) of the region
@@ -63,9 +65,11 @@ def measure(image: sitk.Image, label_sub: np.ndarray | None, foreground_sub: np.
 
     out: dict[str, float | None] = dict.fromkeys(MEASURES)
     out["detection_score"] = None if detection is None else round(detection, 4)
-    out["volume_ml"] = round(float(volume_ml), 3)
     if label_sub is None or not label_sub.any():
+        out["volume_ml"] = 0.0
         return out
+    voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0  # the label is all inside the sub-region
+    out["volume_ml"] = round(int(np.count_nonzero(label_sub)) * voxel_ml, 3)
     inside = label_sub > 0
     fg = foreground_sub
     out["mean_probability"] = round(float(fg[inside].mean()), 4)
