@@ -43,6 +43,19 @@ def subset(pool: Path, k: int, folder: Path) -> Path:
     return dataset
 
 
+def earlier_rows(args) -> dict[int, dict]:
+    """Rows of ``OUT/cold_start.json`` when it was made from the same bundle, pool, test set and budget."""
+    path = args.out / "cold_start.json"
+    if not path.exists():
+        return {}
+    record = json.loads(path.read_text(encoding="utf-8"))
+    same = (record.get("bundle"), record.get("pool"), record.get("test"), record.get("minutes_per_k")) == (
+        str(args.bundle), args.pool.name, args.test.name, args.minutes)
+    if not same:
+        raise SystemExit(f"{path}: made from another bundle, pool, test set or budget; drop --keep or use another --out")
+    return {int(k): row for k, row in record["rows"].items()}
+
+
 def main(argv=None) -> int:
     from test_sets import score_dataset, summarise
 
@@ -55,10 +68,14 @@ def main(argv=None) -> int:
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 3, 5, 10])
     parser.add_argument("--minutes", type=float, default=4.0, help="fine-tuning budget per k")
     parser.add_argument("--out", type=Path, default=Path("cold-start-out"))
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the rows of an earlier run in OUT with the same bundle, pool, test and budget")
     args = parser.parse_args(argv)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = {0: summarise(score_dataset(Predictor.from_bundle(args.bundle, device="cpu"), args.test))}
+    rows = earlier_rows(args) if args.keep else {}
+    if 0 not in rows:
+        rows[0] = summarise(score_dataset(Predictor.from_bundle(args.bundle, device="cpu"), args.test))
     for k in args.ks:
         dataset = subset(args.pool, k, args.out)
         bundle = args.out / f"k{k}"
@@ -67,6 +84,7 @@ def main(argv=None) -> int:
                         "--progress", "none", "--restart"], check=True)
         rows[k] = summarise(score_dataset(Predictor.from_bundle(bundle, device="cpu"), args.test))
         print(f"k = {k}: Dice {rows[k]['dice_mean']:.3f}", flush=True)
+    rows = dict(sorted(rows.items()))
     record = {"date": datetime.date.today().isoformat(), "bundle": str(args.bundle), "pool": args.pool.name,
               "test": args.test.name, "minutes_per_k": args.minutes, "rows": rows}
     (args.out / "cold_start.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

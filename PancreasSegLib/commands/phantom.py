@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--randomize", action="store_true",
                         help="main family only: domain randomisation (contrast phase, habitus, 0.6-5 mm slices, "
                              "kernel, noise, artefacts, partial coverage); the same seed keeps its abdomen")
+    parser.add_argument("--vary-anatomy", action="store_true",
+                        help="main family only: anatomical variety (a thinner or thicker gland, and a smooth "
+                             "scale, shear and deformation of the whole scan)")
     parser.add_argument("--family", choices=tuple(FAMILIES), default="main",
                         help="main: the training family (default); second: the independently built test-only "
                              "family (cases second_<seed>, pancreas label only), never to be trained on")
@@ -60,9 +63,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--jobs must be at least 1, got {args.jobs}")
     out = Path(args.out)
     family = getattr(args, "family", "main")
-    randomized = bool(getattr(args, "randomize", False))
-    if randomized and family != "main":
-        raise InputError("--randomize applies to the main family only")
+    variant = {"randomize": bool(getattr(args, "randomize", False)),
+               "vary_anatomy": bool(getattr(args, "vary_anatomy", False))}
+    if family != "main":
+        for option, name in (("randomize", "--randomize"), ("vary_anatomy", "--vary-anatomy")):
+            if variant[option]:
+                raise InputError(f"{name} applies to the main family only")
     existing = _prepare_folder(out)
     if existing:
         from PancreasSegLib.datasets.nnunet import read_dataset_json
@@ -75,21 +81,22 @@ def run(args: argparse.Namespace) -> int:
     tumor = False if args.no_tumor else None
     jobs = min(args.jobs, len(seeds))
     if jobs == 1:
-        results = (make_case(out, s, tumor, args.size, family, randomized) for s in seeds)
-        _collect(out, results, done, family, randomized)
+        results = (make_case(out, s, tumor, args.size, family, **variant) for s in seeds)
+        _collect(out, results, done, family, variant)
     else:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            _collect(out, pool.map(make_case, [out] * len(seeds), seeds, [tumor] * len(seeds),
-                                   [args.size] * len(seeds), [family] * len(seeds), [randomized] * len(seeds)),
-                     done, family, randomized)
+            n = len(seeds)
+            _collect(out, pool.map(make_case, [out] * n, seeds, [tumor] * n, [args.size] * n, [family] * n,
+                                   [variant["randomize"]] * n, [variant["vary_anatomy"]] * n),
+                     done, family, variant)
     print(f"wrote {len(seeds)} cases to {out} ({len(done)} in the dataset)")
     return 0
 
 
-def _collect(out: Path, results, done: set[str], family: str = "main", randomized: bool = False) -> None:
+def _collect(out: Path, results, done: set[str], family: str = "main", variant: dict | None = None) -> None:
     for case_id, summary in results:
         done.add(case_id)
-        _write_json(out, done, family, randomized)
+        _write_json(out, done, family, variant)
         print(f"{case_id}: {summary}", file=sys.stderr, flush=True)
 
 
@@ -114,7 +121,7 @@ def _prepare_folder(out: Path) -> list[str]:
 
 
 def make_case(out: Path, seed: int, tumor: bool | None, preset: str, family: str = "main",
-              randomize: bool = False) -> tuple[str, str]:
+              randomize: bool = False, vary_anatomy: bool = False) -> tuple[str, str]:
     """Make and write one phantom; the label goes first, so an image on disk always has its label.
 
     The second family has no tumour, so ``tumor`` only applies to the main one.
@@ -132,7 +139,7 @@ def make_case(out: Path, seed: int, tumor: bool | None, preset: str, family: str
     else:
         from PancreasSegLib.phantoms.generator import make_phantom
 
-        image, label = make_phantom(seed, tumor=tumor, preset=preset, randomize=randomize)
+        image, label = make_phantom(seed, tumor=tumor, preset=preset, randomize=randomize, vary_anatomy=vary_anatomy)
     write_labelmap(label, label_path(out, case_id))
     write_volume(image, image_path(out, case_id))
     counts = np.bincount(sitk.GetArrayViewFromImage(label).ravel(), minlength=3)
@@ -143,14 +150,20 @@ def make_case(out: Path, seed: int, tumor: bool | None, preset: str, family: str
     return case_id, f"{size} voxels of {spacing} mm, pancreas {(counts[1] + counts[2]) * ml:.0f} mL{tumour}"
 
 
-def _write_json(out: Path, case_ids: set[str], family: str = "main", randomized: bool = False) -> None:
+def _write_json(out: Path, case_ids: set[str], family: str = "main", variant: dict | None = None) -> None:
     from PancreasSegLib import __version__
     from PancreasSegLib.datasets.nnunet import write_dataset_json
 
+    variant = variant or {}
     reference, description = FAMILIES[family]
-    if randomized:
-        reference = reference.replace("(seed)", "(seed, randomize=True)")
-        description = description.replace("main family", "main family with domain randomisation")
+    options = [f"{name}=True" for name in ("randomize", "vary_anatomy") if variant.get(name)]
+    if options:
+        reference = reference.replace("(seed)", f"(seed, {', '.join(options)})")
+        what = [w for w, name in (("domain randomisation", "randomize"), ("anatomical variety", "vary_anatomy"))
+                if variant.get(name)]
+        description = description.replace("main family", f"main family with {' and '.join(what)}")
     write_dataset_json(out, sorted(case_ids), name=DATASET_NAME, description=description,
-                       extra={"reference": reference, "phantom_family": family, "randomized": randomized,
+                       extra={"reference": reference, "phantom_family": family,
+                              "randomized": bool(variant.get("randomize")),
+                              "anatomy_varied": bool(variant.get("vary_anatomy")),
                               "licence": "CC0 (synthetic)", "release": __version__})

@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from PancreasSegLib.phantoms import randomize as look
+from PancreasSegLib.phantoms import variety
 from PancreasSegLib.phantoms.anatomy import Anatomy, sample_anatomy
 from PancreasSegLib.phantoms.geometry import ScanGeometry, sample_geometry
 from PancreasSegLib.phantoms.render import render_background
@@ -32,7 +33,8 @@ PRESETS = ("default", "small")
 
 
 def make_phantom(seed: int, *, size=None, shape=None, spacing=None, direction=None, tumor: bool | None = None,
-                 preset: str = "default", noise: bool = True, randomize: bool = False) -> tuple[sitk.Image, sitk.Image]:
+                 preset: str = "default", noise: bool = True, randomize: bool = False,
+                 vary_anatomy: bool = False) -> tuple[sitk.Image, sitk.Image]:
     """Make one synthetic abdominal CT and its label map.
 
     Args:
@@ -48,6 +50,8 @@ def make_phantom(seed: int, *, size=None, shape=None, spacing=None, direction=No
         randomize: domain randomisation (:mod:`PancreasSegLib.phantoms.randomize`): the same abdomen with a
             drawn contrast phase, habitus, slice thickness (0.6-5 mm), kernel, noise, artefacts and
             sometimes a scan that ends inside the gland.
+        vary_anatomy: anatomical variety (:mod:`PancreasSegLib.phantoms.variety`): a thinner or thicker
+            gland and a smooth deformation of the whole scan (scale, shear, a displacement field).
 
     Returns:
         ``(image, label)``: int16 Hounsfield units and uint8 labels (0 background, 1 pancreas, 2 tumour)
@@ -63,8 +67,8 @@ def make_phantom(seed: int, *, size=None, shape=None, spacing=None, direction=No
     """
     import SimpleITK as sitk
 
-    (background_rng, gland_rng, noise_rng, look_rng), anatomy, shift, geometry = _draw(
-        seed, size if size is not None else shape, spacing, direction, tumor, preset, randomize)
+    (background_rng, gland_rng, noise_rng, look_rng, variety_rng), anatomy, shift, geometry = _draw(
+        seed, size if size is not None else shape, spacing, direction, tumor, preset, randomize, vary_anatomy)
     body_lo, body_hi = anatomy.body_bounds()
     step = float(np.clip(min(geometry.spacing[:2]) * 1.5, 1.4, 3.0))
     grid = _coarse_grid(geometry, shift, body_lo, body_hi, step)
@@ -81,6 +85,9 @@ def make_phantom(seed: int, *, size=None, shape=None, spacing=None, direction=No
     hu = sitk.GetArrayFromImage(fine)
     label = np.zeros(hu.shape, dtype=np.uint8)
     _paint_pancreas(hu, label, geometry, shift, anatomy, gland_rng)
+    if vary_anatomy:
+        p_lo, p_hi = anatomy.pancreas_bounds()
+        hu, label = variety.deform(hu, label, geometry, (p_lo + p_hi) / 2 + shift, variety_rng)
     if randomize:
         look.add_artefacts(hu, geometry.spacing, look_rng)
     if noise:
@@ -108,7 +115,8 @@ def phantom_geometry(seed: int, *, size=None, shape=None, spacing=None, directio
     return _draw(seed, size if size is not None else shape, spacing, direction, None, preset)[3]
 
 
-def _draw(seed: int, size, spacing, direction, tumor, preset: str, randomize: bool = False):
+def _draw(seed: int, size, spacing, direction, tumor, preset: str, randomize: bool = False,
+          vary_anatomy: bool = False):
     """The random draws that come before rendering: anatomy, table position, scan geometry."""
     if preset not in PRESETS:
         raise ValueError(f"unknown phantom preset {preset!r}; use one of {', '.join(PRESETS)}")
@@ -121,10 +129,13 @@ def _draw(seed: int, size, spacing, direction, tumor, preset: str, randomize: bo
         direction = d.reshape(3, 3)
     # Separate streams: the abdomen (and its gland texture) stay the same physical object whatever
     # grid a caller asks for; only the sampling changes.
-    # The randomised look has streams of its own (spawn(6)[:5] equals spawn(5)): a plain phantom is unchanged.
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(7)]
+    # The randomised look and the anatomical variety have streams of their own (spawn(8)[:5] equals
+    # spawn(5)): a plain phantom is unchanged.
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(8)]
     rng = streams[0]
     anatomy = sample_anatomy(rng, tumor=tumor)
+    if vary_anatomy:
+        variety.vary_gland(anatomy, streams[7])
     if randomize:
         anatomy.hu, _ = look.randomized_hu(anatomy.hu, streams[5])
         look.randomize_habitus(anatomy.body, streams[5])
