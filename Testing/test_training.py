@@ -117,6 +117,27 @@ def test_fine_tuning_from_a_bundle_records_its_parent(trained, phantoms, tmp_pat
     assert "Fine-tuned from `tiny-model`" in (out / "MODEL_CARD.md").read_text(encoding="utf-8")
 
 
+def test_a_fine_tuned_bundle_says_its_unsure_ranges_are_its_parents(trained, phantoms, tmp_path):
+    import shutil
+
+    from PancreasSegLib.evaluation.calibration import store_calibration
+    from PancreasSegLib.pipeline.quality import quality_record
+
+    parent = tmp_path / "calibrated"
+    shutil.copytree(trained, parent)
+    config = json.loads((parent / "model.json").read_text(encoding="utf-8"))
+    config["quality"] = {"format": "pancreasseg-quality/1", "ranges": {"volume_ml": [20.0, 90.0]}}
+    (parent / "model.json").write_text(json.dumps(config), encoding="utf-8")
+    out = train(options(phantoms, tmp_path / "tuned", stage="segmenter", init=parent))
+    quality = json.loads((out / "model.json").read_text(encoding="utf-8"))["quality"]
+    assert quality["ranges"] == {"volume_ml": [20.0, 90.0]} and quality["inherited_from"]["name"] == "tiny-model"
+    assert "not measured on this model" in (out / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert quality_record({}, [], quality)["calibration_inherited_from"]["name"] == "tiny-model"
+    # calibrating the fine-tuned model replaces the inherited ranges
+    store_calibration(out, {"format": "pancreasseg-quality/1", "ranges": {"volume_ml": [5.0, 9.0]}}, "val")
+    assert "inherited_from" not in json.loads((out / "model.json").read_text(encoding="utf-8"))["quality"]
+
+
 def test_fine_tuning_at_a_new_segmenter_spacing_keeps_the_window_field_of_view(trained, phantoms, tmp_path):
     from PancreasSegLib.model.bundle import Bundle
     from PancreasSegLib.pipeline.predictor import Predictor

@@ -143,4 +143,5 @@ def quality_record(measures: dict[str, float | None], warnings: list[str], calib
     """The JSON written beside an output as ``<output>.quality.json``."""
     return {"format": QUALITY_FORMAT, "unsure": bool(warnings), "warnings": warnings, "measures": measures,
             "calibrated": bool(calibration),
+            "calibration_inherited_from": (calibration or {}).get("inherited_from"),
             "ranges": (calibration or {}).get("ranges", {})}

@@ -42,6 +42,12 @@ def model_card(config: dict[str, Any]) -> str:
         if isinstance(metrics, dict) and metrics:
             lines.append(f"- {key}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                                                   for k, v in metrics.items()))
+    inherited = config.get("quality", {}).get("inherited_from")
+    if inherited:
+        lines += ["", "## The \"unsure\" calibration", "",
+                  f"The ranges behind the unsure flags are those of `{inherited['name']}` {inherited['version']}, "
+                  "copied with its configuration and not measured on this model: calibrate it on validation "
+                  "cases of its own domain with `pancreasseg calibrate` before trusting its flags."]
     lines += ["", "## Limits", "",
               "Validated only on held-out cases of the same dataset; expect worse results on scans unlike them.", ""]
     if t.get("command"):

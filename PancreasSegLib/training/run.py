@@ -292,6 +292,10 @@ def _write_bundle(options, config, settings, nets, states, parent, hashes, train
         "command": options.command,
     }
     config["training"] = record
+    if parent is not None and config.get("quality"):
+        # The parent's "unsure" ranges describe the parent: they stay (better than no flags) but say so,
+        # until `pancreasseg calibrate` measures this model on its own validation cases.
+        config["quality"]["inherited_from"] = record["parent"]
     config["metrics"] = {**(config.get("metrics") if parent is None else {}),
                          **{f"validation_{s}": st.metrics for s, st in states.items()}}
     log(f"writing the bundle {output}")
