@@ -14,7 +14,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 #: (accepted as the model drew it), ``rejected`` (the model's outline was discarded and the label drawn anew).
 REVIEW_STATUSES = ("corrected", "approved", "rejected")
 #: The model bundle that ships with the project (trained on synthetic phantoms only).
-DEFAULT_MODEL_NAME = "pancreas-phantom-v2"
+DEFAULT_MODEL_NAME = "pancreas-phantom-v3"
 #: Environment variable naming another default model bundle folder.
 MODEL_ENV = "PANCREASSEG_MODEL"
 #: Where bundled models lie in a source checkout.

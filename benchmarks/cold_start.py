@@ -5,7 +5,7 @@ first k cases of POOL (a domain the bundle never saw, e.g. the second phantom fa
 budget, and the result is scored on TEST (other cases of that domain). k = 0 is the bundle itself.
 Writes ``cold_start.json``, ``cold_start.md`` (a table) and ``cold_start.png`` into OUT.
 
-    python benchmarks/cold_start.py --bundle Resources/Models/pancreas-phantom-v2 \\
+    python benchmarks/cold_start.py --bundle Resources/Models/pancreas-phantom-v3 \\
         --pool Dataset932_SecondFamilyPool --test Dataset931_SecondFamily --ks 1 3 5 10 --minutes 4
 """
 

@@ -7,7 +7,7 @@ agreement with its TotalSegmentator label inside the field of view. Flags are ju
 own calibration (``pancreasseg calibrate``, made on validation cases only): a failure is Dice < 0.5, a
 good result Dice >= 0.8.
 
-    python benchmarks/test_sets.py --bundle Resources/Models/pancreas-phantom-v2 \\
+    python benchmarks/test_sets.py --bundle Resources/Models/pancreas-phantom-v3 \\
         --set held-out=Dataset901_HeldOut --set second-family=Dataset931_SecondFamily \\
         --real-ct-cache ~/.cache/pancreasseg --out test-sets-out
 """
