@@ -22,6 +22,9 @@ FAMILIES = {
                "of the main family, for testing only, never trained on (not patient data)."),
 }
 DESCRIPTION = FAMILIES["main"][1]
+#: The main family's variants: make_phantom keyword, command-line option, and the words for dataset.json.
+VARIANTS = (("randomize", "--randomize", "domain randomisation"),
+            ("vary_anatomy", "--vary-anatomy", "anatomical variety"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +55,7 @@ def case_id_for(seed: int, family: str = "main") -> str:
 
 def run(args: argparse.Namespace) -> int:
     from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
 
     from PancreasSegLib.errors import InputError
 
@@ -63,12 +67,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--jobs must be at least 1, got {args.jobs}")
     out = Path(args.out)
     family = getattr(args, "family", "main")
-    variant = {"randomize": bool(getattr(args, "randomize", False)),
-               "vary_anatomy": bool(getattr(args, "vary_anatomy", False))}
+    variant = {key: bool(getattr(args, key, False)) for key, _, _ in VARIANTS}
     if family != "main":
-        for option, name in (("randomize", "--randomize"), ("vary_anatomy", "--vary-anatomy")):
-            if variant[option]:
-                raise InputError(f"{name} applies to the main family only")
+        for key, option, _ in VARIANTS:
+            if variant[key]:
+                raise InputError(f"{option} applies to the main family only")
     existing = _prepare_folder(out)
     if existing:
         from PancreasSegLib.datasets.nnunet import read_dataset_json
@@ -80,15 +83,12 @@ def run(args: argparse.Namespace) -> int:
     seeds = list(range(args.seed, args.seed + args.cases))
     tumor = False if args.no_tumor else None
     jobs = min(args.jobs, len(seeds))
+    make = partial(make_case, out, tumor=tumor, preset=args.size, family=family, **variant)
     if jobs == 1:
-        results = (make_case(out, s, tumor, args.size, family, **variant) for s in seeds)
-        _collect(out, results, done, family, variant)
+        _collect(out, map(make, seeds), done, family, variant)
     else:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            n = len(seeds)
-            _collect(out, pool.map(make_case, [out] * n, seeds, [tumor] * n, [args.size] * n, [family] * n,
-                                   [variant["randomize"]] * n, [variant["vary_anatomy"]] * n),
-                     done, family, variant)
+            _collect(out, pool.map(make, seeds), done, family, variant)
     print(f"wrote {len(seeds)} cases to {out} ({len(done)} in the dataset)")
     return 0
 
@@ -156,12 +156,11 @@ def _write_json(out: Path, case_ids: set[str], family: str = "main", variant: di
 
     variant = variant or {}
     reference, description = FAMILIES[family]
-    options = [f"{name}=True" for name in ("randomize", "vary_anatomy") if variant.get(name)]
-    if options:
-        reference = reference.replace("(seed)", f"(seed, {', '.join(options)})")
-        what = [w for w, name in (("domain randomisation", "randomize"), ("anatomical variety", "vary_anatomy"))
-                if variant.get(name)]
-        description = description.replace("main family", f"main family with {' and '.join(what)}")
+    chosen = [(key, words) for key, _, words in VARIANTS if variant.get(key)]
+    if chosen:
+        reference = reference.replace("(seed)", f"(seed, {', '.join(f'{key}=True' for key, _ in chosen)})")
+        description = description.replace("main family",
+                                          f"main family with {' and '.join(words for _, words in chosen)}")
     write_dataset_json(out, sorted(case_ids), name=DATASET_NAME, description=description,
                        extra={"reference": reference, "phantom_family": family,
                               "randomized": bool(variant.get("randomize")),

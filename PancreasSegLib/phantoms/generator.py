@@ -100,13 +100,7 @@ def make_phantom(seed: int, *, size=None, shape=None, spacing=None, direction=No
         geometry = ScanGeometry((geometry.size[0], geometry.size[1], keep[1] - keep[0]), geometry.spacing,
                                 tuple(float(v) for v in geometry.to_physical(np.array([[0, 0, keep[0]]]))[0]),
                                 geometry.direction)
-    image = sitk.GetImageFromArray(np.rint(hu).astype(np.int16))
-    label_image = sitk.GetImageFromArray(label)
-    for im in (image, label_image):
-        im.SetSpacing(geometry.spacing)
-        im.SetOrigin(geometry.origin)
-        im.SetDirection(geometry.direction)
-    return image, label_image
+    return geometry.image(np.rint(hu).astype(np.int16)), geometry.image(label)
 
 
 def phantom_geometry(seed: int, *, size=None, shape=None, spacing=None, direction=None,

@@ -38,6 +38,16 @@ class ScanGeometry:
         """(m, 3) LPS points in mm to (m, 3) continuous (i, j, k) indices."""
         return (np.asarray(points, dtype=float) - np.asarray(self.origin)) @ np.linalg.inv(self.matrix).T
 
+    def image(self, array: np.ndarray):
+        """A SimpleITK image of ``array`` (z, y, x) on this grid."""
+        import SimpleITK as sitk
+
+        image = sitk.GetImageFromArray(array)
+        image.SetSpacing(self.spacing)
+        image.SetOrigin(self.origin)
+        image.SetDirection(self.direction)
+        return image
+
     def corners(self) -> np.ndarray:
         """The 8 corner voxel centres (8, 3) in mm."""
         n = np.asarray(self.size) - 1

@@ -91,14 +91,8 @@ def deform(hu: np.ndarray, label: np.ndarray, geometry, centre, rng: np.random.G
     """``(hu, label)`` (z, y, x arrays on ``geometry``) deformed by one drawn :func:`deformation`."""
     import SimpleITK as sitk
 
-    images = []
-    for array in (hu, label):
-        image = sitk.GetImageFromArray(array)
-        image.SetSpacing(geometry.spacing)
-        image.SetOrigin(geometry.origin)
-        image.SetDirection(geometry.direction)
-        images.append(image)
-    transform = deformation(images[0], centre, rng)
-    out_hu = sitk.Resample(images[0], images[0], transform, sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
-    out_label = sitk.Resample(images[1], images[1], transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    hu_image, label_image = geometry.image(hu), geometry.image(label)
+    transform = deformation(hu_image, centre, rng)
+    out_hu = sitk.Resample(hu_image, hu_image, transform, sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
+    out_label = sitk.Resample(label_image, label_image, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     return sitk.GetArrayFromImage(out_hu), sitk.GetArrayFromImage(out_label)
