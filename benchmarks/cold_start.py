@@ -43,16 +43,24 @@ def subset(pool: Path, k: int, folder: Path) -> Path:
     return dataset
 
 
+def test_case_ids(test: Path) -> list[str]:
+    from PancreasSegLib.datasets.nnunet import list_cases
+
+    return [c.case_id for c in list_cases(test)]
+
+
 def earlier_rows(args) -> dict[int, dict]:
-    """Rows of ``OUT/cold_start.json`` when it was made from the same bundle, pool, test set and budget."""
+    """Rows of ``OUT/cold_start.json`` when it was made from the same bundle, pool, test cases and budget."""
     path = args.out / "cold_start.json"
     if not path.exists():
         return {}
     record = json.loads(path.read_text(encoding="utf-8"))
-    same = (record.get("bundle"), record.get("pool"), record.get("test"), record.get("minutes_per_k")) == (
-        str(args.bundle), args.pool.name, args.test.name, args.minutes)
+    same = (record.get("bundle"), record.get("pool"), record.get("test"), record.get("test_cases"),
+            record.get("minutes_per_k")) == (str(args.bundle), args.pool.name, args.test.name,
+                                             test_case_ids(args.test), args.minutes)
     if not same:
-        raise SystemExit(f"{path}: made from another bundle, pool, test set or budget; drop --keep or use another --out")
+        raise SystemExit(f"{path}: made from another bundle, pool, test cases or budget; "
+                         "drop --keep or use another --out")
     return {int(k): row for k, row in record["rows"].items()}
 
 
@@ -69,7 +77,7 @@ def main(argv=None) -> int:
     parser.add_argument("--minutes", type=float, default=4.0, help="fine-tuning budget per k")
     parser.add_argument("--out", type=Path, default=Path("cold-start-out"))
     parser.add_argument("--keep", action="store_true",
-                        help="keep the rows of an earlier run in OUT with the same bundle, pool, test and budget")
+                        help="keep the rows of an earlier run in OUT with the same bundle, pool, test cases and budget")
     args = parser.parse_args(argv)
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -86,7 +94,8 @@ def main(argv=None) -> int:
         print(f"k = {k}: Dice {rows[k]['dice_mean']:.3f}", flush=True)
     rows = dict(sorted(rows.items()))
     record = {"date": datetime.date.today().isoformat(), "bundle": str(args.bundle), "pool": args.pool.name,
-              "test": args.test.name, "minutes_per_k": args.minutes, "rows": rows}
+              "test": args.test.name, "test_cases": test_case_ids(args.test), "minutes_per_k": args.minutes,
+              "rows": rows}
     (args.out / "cold_start.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     lines = ["| k corrected cases | Dice mean ± sd | median |", "|---|---|---|"]
     lines += [f"| {k} | {r['dice_mean']:.3f} ± {r['dice_sd']:.3f} | {r['dice_median']:.3f} |" for k, r in rows.items()]
