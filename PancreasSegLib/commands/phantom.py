@@ -24,7 +24,8 @@ FAMILIES = {
 DESCRIPTION = FAMILIES["main"][1]
 #: The main family's variants: make_phantom keyword, command-line option, and the words for dataset.json.
 VARIANTS = (("randomize", "--randomize", "domain randomisation"),
-            ("vary_anatomy", "--vary-anatomy", "anatomical variety"))
+            ("vary_anatomy", "--vary-anatomy", "anatomical variety"),
+            ("mesentery", "--mesentery", "mesentery and visceral fat"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vary-anatomy", action="store_true",
                         help="main family only: anatomical variety (a thinner or thicker gland, and a smooth "
                              "scale, shear and deformation of the whole scan)")
+    parser.add_argument("--mesentery", action="store_true",
+                        help="main family only: mesentery and visceral fat (thinner bowel, many small loops, "
+                             "mesenteric vessels, fat strands, often a fat rim around the gland)")
     parser.add_argument("--family", choices=tuple(FAMILIES), default="main",
                         help="main: the training family (default); second: the independently built test-only "
                              "family (cases second_<seed>, pancreas label only), never to be trained on")
@@ -121,7 +125,7 @@ def _prepare_folder(out: Path) -> list[str]:
 
 
 def make_case(out: Path, seed: int, tumor: bool | None, preset: str, family: str = "main",
-              randomize: bool = False, vary_anatomy: bool = False) -> tuple[str, str]:
+              randomize: bool = False, vary_anatomy: bool = False, mesentery: bool = False) -> tuple[str, str]:
     """Make and write one phantom; the label goes first, so an image on disk always has its label.
 
     The second family has no tumour, so ``tumor`` only applies to the main one.
@@ -139,7 +143,8 @@ def make_case(out: Path, seed: int, tumor: bool | None, preset: str, family: str
     else:
         from PancreasSegLib.phantoms.generator import make_phantom
 
-        image, label = make_phantom(seed, tumor=tumor, preset=preset, randomize=randomize, vary_anatomy=vary_anatomy)
+        image, label = make_phantom(seed, tumor=tumor, preset=preset, randomize=randomize, vary_anatomy=vary_anatomy,
+                                    mesentery=mesentery)
     write_labelmap(label, label_path(out, case_id))
     write_volume(image, image_path(out, case_id))
     counts = np.bincount(sitk.GetArrayViewFromImage(label).ravel(), minlength=3)
@@ -165,4 +170,5 @@ def _write_json(out: Path, case_ids: set[str], family: str = "main", variant: di
                        extra={"reference": reference, "phantom_family": family,
                               "randomized": bool(variant.get("randomize")),
                               "anatomy_varied": bool(variant.get("vary_anatomy")),
+                              "mesentery": bool(variant.get("mesentery")),
                               "licence": "CC0 (synthetic)", "release": __version__})

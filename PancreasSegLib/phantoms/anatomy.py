@@ -38,6 +38,8 @@ class Anatomy:
     small_bowel: Tube | None = None
     gut: dict[str, float] = field(default_factory=dict)
     ribs: list[dict] = field(default_factory=list)
+    #: The drawn mesentery (:mod:`PancreasSegLib.phantoms.mesentery`), or None.
+    mesentery: dict | None = None
 
     def pancreas_bounds(self, margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """(lo, hi) corners in mm of the pancreas (head, uncinate process, tail) plus ``margin``."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
+from PancreasSegLib.phantoms import mesentery as mesentery_
 from PancreasSegLib.phantoms import randomize as look
 from PancreasSegLib.phantoms import variety
 from PancreasSegLib.phantoms.anatomy import Anatomy, sample_anatomy
@@ -34,7 +35,7 @@ PRESETS = ("default", "small")
 
 def make_phantom(seed: int, *, size=None, shape=None, spacing=None, direction=None, tumor: bool | None = None,
                  preset: str = "default", noise: bool = True, randomize: bool = False,
-                 vary_anatomy: bool = False) -> tuple[sitk.Image, sitk.Image]:
+                 vary_anatomy: bool = False, mesentery: bool = False) -> tuple[sitk.Image, sitk.Image]:
     """Make one synthetic abdominal CT and its label map.
 
     Args:
@@ -52,6 +53,8 @@ def make_phantom(seed: int, *, size=None, shape=None, spacing=None, direction=No
             sometimes a scan that ends inside the gland.
         vary_anatomy: anatomical variety (:mod:`PancreasSegLib.phantoms.variety`): a thinner or thicker
             gland and a smooth deformation of the whole scan (scale, shear, a displacement field).
+        mesentery: mesentery and visceral fat (:mod:`PancreasSegLib.phantoms.mesentery`): thinner bowel,
+            many small loops, mesenteric vessels and fat strands, and often a fat rim around the gland.
 
     Returns:
         ``(image, label)``: int16 Hounsfield units and uint8 labels (0 background, 1 pancreas, 2 tumour)
@@ -68,7 +71,8 @@ def make_phantom(seed: int, *, size=None, shape=None, spacing=None, direction=No
     import SimpleITK as sitk
 
     (background_rng, gland_rng, noise_rng, look_rng, variety_rng), anatomy, shift, geometry = _draw(
-        seed, size if size is not None else shape, spacing, direction, tumor, preset, randomize, vary_anatomy)
+        seed, size if size is not None else shape, spacing, direction, tumor, preset, randomize, vary_anatomy,
+        mesentery)
     body_lo, body_hi = anatomy.body_bounds()
     step = float(np.clip(min(geometry.spacing[:2]) * 1.5, 1.4, 3.0))
     grid = _coarse_grid(geometry, shift, body_lo, body_hi, step)
@@ -110,7 +114,7 @@ def phantom_geometry(seed: int, *, size=None, shape=None, spacing=None, directio
 
 
 def _draw(seed: int, size, spacing, direction, tumor, preset: str, randomize: bool = False,
-          vary_anatomy: bool = False):
+          vary_anatomy: bool = False, mesentery: bool = False):
     """The random draws that come before rendering: anatomy, table position, scan geometry."""
     if preset not in PRESETS:
         raise ValueError(f"unknown phantom preset {preset!r}; use one of {', '.join(PRESETS)}")
@@ -123,13 +127,15 @@ def _draw(seed: int, size, spacing, direction, tumor, preset: str, randomize: bo
         direction = d.reshape(3, 3)
     # Separate streams: the abdomen (and its gland texture) stay the same physical object whatever
     # grid a caller asks for; only the sampling changes.
-    # The randomised look and the anatomical variety have streams of their own (spawn(8)[:5] equals
-    # spawn(5)): a plain phantom is unchanged.
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(8)]
+    # The randomised look, the anatomical variety and the mesentery have streams of their own
+    # (spawn(9)[:5] equals spawn(5)): a plain phantom is unchanged.
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(9)]
     rng = streams[0]
     anatomy = sample_anatomy(rng, tumor=tumor)
     if vary_anatomy:
         variety.vary_gland(anatomy, streams[7])
+    if mesentery:
+        mesentery_.vary(anatomy, streams[8])
     if randomize:
         anatomy.hu, _ = look.randomized_hu(anatomy.hu, streams[5])
         look.randomize_habitus(anatomy.body, streams[5])
@@ -141,7 +147,7 @@ def _draw(seed: int, size, spacing, direction, tumor, preset: str, randomize: bo
     p_lo, p_hi = anatomy.pancreas_bounds(margin=8)
     geometry = sample_geometry(streams[1], body_lo, body_hi, (p_lo[2], p_hi[2]), size=size, spacing=spacing,
                                direction=direction, preset=preset, shift=shift)
-    return streams[2:5] + streams[6:], anatomy, shift, geometry
+    return streams[2:5] + streams[6:8], anatomy, shift, geometry
 
 
 def _triple(value, name: str, kind):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from PancreasSegLib.phantoms import mesentery
 from PancreasSegLib.phantoms.anatomy import Anatomy
 from PancreasSegLib.phantoms.shapes import Grid, NoiseField, ellipsoid
 
@@ -27,6 +28,8 @@ def render_background(anatomy: Anatomy, grid: Grid, rng: np.random.Generator) ->
     _lungs(anatomy, grid, tex, cavity)
     _gut(anatomy, grid, tex, cavity)
     _solid_organs(anatomy, grid, tex, lumpy, cavity)
+    if anatomy.mesentery is not None:
+        mesentery.paint(anatomy, grid, cavity)
     _vessels(anatomy, grid, rng)
     _spine(anatomy, grid, tex)
     _ribs(anatomy, grid)
