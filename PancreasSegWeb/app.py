@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 import sys
 
-from PancreasSegLib.constants import REVIEW_STATUSES, default_model
+from PancreasSegLib.constants import BUNDLED_MODELS_DIR, REVIEW_STATUSES, default_model
 
 from .access import AccessGuard, is_loopback, new_token
 from .session import Report, ReviewSession
-from .ui import STATUS_COLORS, Handlers, build_page, model_note
+from .ui import STATUS_COLORS, Handlers, build_page, chosen_model, model_choices, model_note
 from .worklist import Worklist
 
 TITLE = "PancreasSeg reading room"
@@ -61,7 +61,9 @@ class ReviewApp:
         self.worklist = Worklist(cases, dataset)
         self.session = ReviewSession(self.slicer, self.worklist, reviewer, str(model or default_model()), device)
         self._init_state(reviewer)
-        self.state.r_model = model_note(self.session.model)
+        self.state.update({"r_models": model_choices(self.session.model, BUNDLED_MODELS_DIR, default_model()),
+                           "r_model_path": self.session.model, "r_model": model_note(self.session.model)})
+        self.state.change("r_model_path")(self._model_changed)
         self._build()
 
     def _init_state(self, reviewer: str) -> None:
@@ -143,6 +145,7 @@ class ReviewApp:
             return
         self._clear_messages()
         try:
+            self.session.model = chosen_model(self.state.r_model_path, self.state.r_models)
             self.session.segment(self._report())
         except ValueError as exc:
             self.state.r_error = str(exc)
@@ -158,6 +161,13 @@ class ReviewApp:
             self.state.r_error = str(exc)
             return
         self.state.update({"r_running": "export", "r_progress": 50, "r_progress_text": "exporting"})
+
+    def _model_changed(self, r_model_path=None, **_) -> None:
+        """The model drop-down: the header names the chosen model; the next run uses it."""
+        try:
+            self.state.r_model = model_note(chosen_model(r_model_path, self.state.r_models))
+        except ValueError as exc:
+            self.state.update({"r_error": str(exc), "r_model_path": self.session.model})
 
     def set_effect(self, effect_name: str) -> None:
         """Activate one of Slicer's Segment Editor effects on the Pancreas segment."""

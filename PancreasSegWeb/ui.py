@@ -1,7 +1,8 @@
 """The reading room's page: worklist on the left, Slicer's four views in the middle, the review on the right.
 
-The right panel reads in the order of the work, with the words of the Slicer module: "Segment pancreas"
-(Cancel while it runs, with its progress bar), the result (volume in mL, the unsure note), the correction
+The right panel reads in the order of the work, with the words of the Slicer module: the model (the
+bundled models and the one the room was started with), "Segment pancreas" (Cancel while it runs, with
+its progress bar), the result (volume in mL, the unsure note), the correction
 tools (Slicer's Paint, Erase, Scissors, Islands and Smoothing effects, Undo and Redo, and trame-slicer's
 Segment Editor panel for the effects' options), then the status and "Export for training". Elements the
 browser test uses carry ids.
@@ -39,6 +40,43 @@ def model_note(model: str | os.PathLike) -> str:
     if "synthetic" in described and "phantom" in described:
         return f"model {name}, trained on synthetic phantoms only"
     return f"model {name}"
+
+
+def model_choices(current: str | os.PathLike, bundled_dir: str | os.PathLike,
+                  default: str | os.PathLike | None = None) -> list[dict]:
+    """The model drop-down's entries (``title``, ``value``): the bundled models, newest first, then ``current``.
+
+    ``current`` (the model the room was started with) gets an entry of its own when it is not one of the
+    bundled ones; ``default`` (the model used when none is named) is marked as such.
+
+    >>> model_choices("/m/mine", "no/such/folder")
+    [{'title': 'mine (from a folder)', 'value': '/m/mine'}]
+    """
+    folder = Path(bundled_dir)
+    bundles = sorted((p for p in folder.iterdir() if (p / "model.json").is_file()), key=lambda p: p.name,
+                     reverse=True) if folder.is_dir() else []
+    same = _same_path
+    choices = [{"title": f"{p.name} (bundled{', default' if default and same(p, default) else ''})",
+                "value": str(p)} for p in bundles]
+    if not any(same(c["value"], current) for c in choices):
+        choices.append({"title": f"{Path(current).name} (from a folder)", "value": str(current)})
+    return choices
+
+
+def chosen_model(value: str | None, choices: list[dict]) -> str:
+    """The offered model folder ``value`` names; a value the page did not offer is refused.
+
+    >>> chosen_model("/m/b", [{"title": "b", "value": "/m/b"}])
+    '/m/b'
+    """
+    for choice in choices:
+        if value is not None and _same_path(choice["value"], value):
+            return choice["value"]
+    raise ValueError(f"{value!r} is not one of the models offered; choose one from the list")
+
+
+def _same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
 
 
 @dataclass
@@ -88,6 +126,9 @@ def _worklist(v, html, handlers: Handlers) -> None:
 def _review_panel(v, html, handlers: Handlers, editor_panel: Callable[[], None]) -> None:
     with html.Div(classes="pa-3", id="review"):
         html.Div("{{ r_title || 'Open a case from the worklist' }}", classes="text-subtitle-1 mb-2", id="case-title")
+        v.VSelect(label="Model", items=("r_models",), item_title="title", item_value="value",
+                  v_model=("r_model_path",), density="compact", hide_details=True, classes="mb-2",
+                  disabled=("!!r_running",), id="model")
         v.VBtn("{{ r_running === 'segment' ? 'Cancel' : 'Segment pancreas' }}", id="segment", block=True,
                color=("r_running === 'segment' ? 'warning' : 'primary'",),
                disabled=("!r_current || r_running === 'export'",), click=handlers.segment_or_cancel)

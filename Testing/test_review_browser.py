@@ -1,9 +1,10 @@
 """The browser reading room, end to end in a real browser (Playwright driving Debian's chromium).
 
 ``pancreasseg review`` runs as a subprocess on two small phantoms with the bundled model, behind the warm
-worker. The page is opened, a case opened, "Segment pancreas" clicked, a region erased with a mouse drag
+worker. The page is opened, a case opened, another bundled model chosen, "Segment pancreas" clicked, a region erased with a mouse drag
 on the axial view, undone and redone, and "Export for training" clicked; then the dataset on disk holds the
-case, its label is the edited segment, and ``pancreasseg verify`` passes. Each step leaves a screenshot
+case, its label is the edited segment, its provenance names the chosen model, and ``pancreasseg verify``
+passes. Each step leaves a screenshot
 in the test's folder. Skipped only where trame-slicer, Playwright or chromium is missing.
 """
 
@@ -22,6 +23,8 @@ import SimpleITK as sitk
 REASON = rb.missing_requirements()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"the browser test needs it: {REASON}")
 MS = 1000
+#: The bundled model the test picks in the drop-down (not the default one).
+CHOSEN_MODEL = "pancreas-phantom-v2"
 
 
 @pytest.fixture
@@ -51,7 +54,7 @@ def test_a_case_is_segmented_corrected_and_exported_in_the_browser(reading_room)
             raise
         finally:
             browser.close()
-    _check_dataset(dataset, "dr-browser", erased_ml)
+    _check_dataset(dataset, "dr-browser", erased_ml, CHOSEN_MODEL)
 
 
 def _review_one_case(page, url: str, shots) -> float:
@@ -68,6 +71,11 @@ def _review_one_case(page, url: str, shots) -> float:
     expect(page.locator("#case-title")).to_contain_text("case_0001")
     rb.axial_view_box(page)
     page.screenshot(path=str(shots / "2-case-open.png"))
+
+    expect(page.locator("#notice")).not_to_contain_text(CHOSEN_MODEL)
+    page.locator(".v-field", has=page.locator("#model")).click()  # the field, not its hidden input
+    page.locator(".v-overlay .v-list-item", has_text=f"{CHOSEN_MODEL} (bundled)").click()
+    expect(page.locator("#notice")).to_contain_text(f"model {CHOSEN_MODEL}")
 
     page.locator("#segment").click()
     expect(page.locator("#segment")).to_have_text("Cancel")  # the run is in the background
@@ -103,7 +111,7 @@ def _review_one_case(page, url: str, shots) -> float:
     return erased
 
 
-def _check_dataset(dataset, reviewer: str, erased_ml: float) -> None:
+def _check_dataset(dataset, reviewer: str, erased_ml: float, model: str) -> None:
     label = sitk.ReadImage(str(dataset / "labelsTr" / "case_0001.nii.gz"))
     proposal = sitk.ReadImage(str(dataset / "proposals" / "case_0001.nii.gz"))
     image = sitk.ReadImage(str(dataset / "imagesTr" / "case_0001_0000.nii.gz"))
@@ -116,6 +124,7 @@ def _check_dataset(dataset, reviewer: str, erased_ml: float) -> None:
     assert abs(edited.sum() * voxel_ml - erased_ml) < 0.06
     provenance = json.loads((dataset / "provenance" / "case_0001.json").read_text())
     assert provenance["reviewer"] == reviewer and provenance["status"] == "corrected"
+    assert provenance["model"]["name"] == model  # the model chosen in the page made the proposal
     assert provenance["comparison"]["edited_slices"] >= 1 and provenance["comparison"]["dice"] < 1.0
     verify = subprocess.run([sys.executable, "-m", "PancreasSegLib", "verify", str(dataset)],
                             check=False, capture_output=True, text=True, timeout=120)
