@@ -1,4 +1,4 @@
-"""Anatomical variety of the phantoms: another gland calibre and a smooth deformation, label kept on the gland."""
+"""Anatomical variety of the phantoms: another gland calibre and course, a smooth deformation, label kept on the gland."""
 
 from __future__ import annotations
 
@@ -94,9 +94,36 @@ def test_the_phantom_command_makes_varied_cases_and_says_so(tmp_path):
     assert np.array_equal(sitk.GetArrayFromImage(written), sitk.GetArrayFromImage(expected))
 
 
-@pytest.mark.parametrize("flag", ["--vary-anatomy", "--randomize"])
+@pytest.mark.parametrize("flag", ["--vary-anatomy", "--randomize", "--vary-course"])
 def test_the_second_family_refuses_the_main_familys_options(tmp_path, flag, capsys):
     from PancreasSegLib.cli import main
 
     assert main(["phantom", str(tmp_path / "Dataset993_No"), "--family", "second", flag]) == 2
     assert flag in capsys.readouterr().err
+
+
+def test_the_gland_course_varies_and_its_neighbours_follow_it():
+    tips, moved = [], []
+    for seed in range(12):
+        template = sample_anatomy(np.random.default_rng(seed))
+        turned = sample_anatomy(np.random.default_rng(seed), course=np.random.default_rng(100 + seed))
+        # the head stays, the tail tip goes elsewhere, and the spleen stays at the tail tip
+        assert np.allclose(template.pancreas.points[0], turned.pancreas.points[0])
+        tips.append(turned.pancreas.points[-1])
+        moved.append(np.linalg.norm(turned.pancreas.points[-1] - template.pancreas.points[-1]))
+        offset = np.asarray(turned.organs["spleen"]["center"]) - turned.pancreas.points[-1]
+        assert 10 < offset[0] < 24 and 10 < offset[1] < 27
+        assert np.allclose(template.organs["kidney_l"]["center"], turned.organs["kidney_l"]["center"])
+    tips = np.array(tips)
+    assert max(moved) > 15.0
+    assert np.ptp(tips[:, 1]) > 20.0 and np.ptp(tips[:, 2]) > 20.0  # to the front and back, up and down
+
+
+def test_a_varied_course_leaves_the_other_phantoms_alone():
+    plain = [sitk.GetArrayFromImage(x) for x in make_phantom(4, preset="small", vary_anatomy=True)]
+    off = [sitk.GetArrayFromImage(x) for x in make_phantom(4, preset="small", vary_anatomy=True, vary_course=False)]
+    turned = [sitk.GetArrayFromImage(x) for x in make_phantom(4, preset="small", vary_course=True)]
+    again = [sitk.GetArrayFromImage(x) for x in make_phantom(4, preset="small", vary_course=True)]
+    assert all(np.array_equal(a, b) for a, b in zip(plain, off))
+    assert all(np.array_equal(a, b) for a, b in zip(turned, again))
+    assert not np.array_equal(turned[1], sitk.GetArrayFromImage(make_phantom(4, preset="small")[1]))

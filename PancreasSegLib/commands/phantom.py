@@ -25,7 +25,8 @@ DESCRIPTION = FAMILIES["main"][1]
 #: The main family's variants: make_phantom keyword, command-line option, and the words for dataset.json.
 VARIANTS = (("randomize", "--randomize", "domain randomisation"),
             ("vary_anatomy", "--vary-anatomy", "anatomical variety"),
-            ("mesentery", "--mesentery", "mesentery and visceral fat"))
+            ("mesentery", "--mesentery", "mesentery and visceral fat"),
+            ("vary_course", "--vary-course", "varied gland course"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mesentery", action="store_true",
                         help="main family only: mesentery and visceral fat (thinner bowel, many small loops, "
                              "mesenteric vessels, fat strands, often a fat rim around the gland)")
+    parser.add_argument("--vary-course", action="store_true",
+                        help="main family only: another course of the gland (body and tail turned, longer or "
+                             "shorter, the tail tip elsewhere; its neighbours follow)")
     parser.add_argument("--family", choices=tuple(FAMILIES), default="main",
                         help="main: the training family (default); second: the independently built test-only "
                              "family (cases second_<seed>, pancreas label only), never to be trained on")
@@ -125,7 +129,8 @@ def _prepare_folder(out: Path) -> list[str]:
 
 
 def make_case(out: Path, seed: int, tumor: bool | None, preset: str, family: str = "main",
-              randomize: bool = False, vary_anatomy: bool = False, mesentery: bool = False) -> tuple[str, str]:
+              randomize: bool = False, vary_anatomy: bool = False, mesentery: bool = False,
+              vary_course: bool = False) -> tuple[str, str]:
     """Make and write one phantom; the label goes first, so an image on disk always has its label.
 
     The second family has no tumour, so ``tumor`` only applies to the main one.
@@ -144,7 +149,7 @@ def make_case(out: Path, seed: int, tumor: bool | None, preset: str, family: str
         from PancreasSegLib.phantoms.generator import make_phantom
 
         image, label = make_phantom(seed, tumor=tumor, preset=preset, randomize=randomize, vary_anatomy=vary_anatomy,
-                                    mesentery=mesentery)
+                                    mesentery=mesentery, vary_course=vary_course)
     write_labelmap(label, label_path(out, case_id))
     write_volume(image, image_path(out, case_id))
     counts = np.bincount(sitk.GetArrayViewFromImage(label).ravel(), minlength=3)
@@ -171,4 +176,5 @@ def _write_json(out: Path, case_ids: set[str], family: str = "main", variant: di
                               "randomized": bool(variant.get("randomize")),
                               "anatomy_varied": bool(variant.get("vary_anatomy")),
                               "mesentery": bool(variant.get("mesentery")),
+                              "course_varied": bool(variant.get("vary_course")),
                               "licence": "CC0 (synthetic)", "release": __version__})

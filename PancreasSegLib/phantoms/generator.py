@@ -35,7 +35,8 @@ PRESETS = ("default", "small")
 
 def make_phantom(seed: int, *, size=None, shape=None, spacing=None, direction=None, tumor: bool | None = None,
                  preset: str = "default", noise: bool = True, randomize: bool = False,
-                 vary_anatomy: bool = False, mesentery: bool = False) -> tuple[sitk.Image, sitk.Image]:
+                 vary_anatomy: bool = False, mesentery: bool = False,
+                 vary_course: bool = False) -> tuple[sitk.Image, sitk.Image]:
     """Make one synthetic abdominal CT and its label map.
 
     Args:
@@ -55,6 +56,8 @@ def make_phantom(seed: int, *, size=None, shape=None, spacing=None, direction=No
             gland and a smooth deformation of the whole scan (scale, shear, a displacement field).
         mesentery: mesentery and visceral fat (:mod:`PancreasSegLib.phantoms.mesentery`): thinner bowel,
             many small loops, mesenteric vessels and fat strands, and often a fat rim around the gland.
+        vary_course: another course of the gland (:func:`PancreasSegLib.phantoms.variety.vary_course`): body
+            and tail turned, longer or shorter, the tail tip elsewhere, its neighbours following.
 
     Returns:
         ``(image, label)``: int16 Hounsfield units and uint8 labels (0 background, 1 pancreas, 2 tumour)
@@ -72,7 +75,7 @@ def make_phantom(seed: int, *, size=None, shape=None, spacing=None, direction=No
 
     (background_rng, gland_rng, noise_rng, look_rng, variety_rng), anatomy, shift, geometry = _draw(
         seed, size if size is not None else shape, spacing, direction, tumor, preset, randomize, vary_anatomy,
-        mesentery)
+        mesentery, vary_course)
     body_lo, body_hi = anatomy.body_bounds()
     step = float(np.clip(min(geometry.spacing[:2]) * 1.5, 1.4, 3.0))
     grid = _coarse_grid(geometry, shift, body_lo, body_hi, step)
@@ -114,7 +117,7 @@ def phantom_geometry(seed: int, *, size=None, shape=None, spacing=None, directio
 
 
 def _draw(seed: int, size, spacing, direction, tumor, preset: str, randomize: bool = False,
-          vary_anatomy: bool = False, mesentery: bool = False):
+          vary_anatomy: bool = False, mesentery: bool = False, vary_course: bool = False):
     """The random draws that come before rendering: anatomy, table position, scan geometry."""
     if preset not in PRESETS:
         raise ValueError(f"unknown phantom preset {preset!r}; use one of {', '.join(PRESETS)}")
@@ -127,11 +130,11 @@ def _draw(seed: int, size, spacing, direction, tumor, preset: str, randomize: bo
         direction = d.reshape(3, 3)
     # Separate streams: the abdomen (and its gland texture) stay the same physical object whatever
     # grid a caller asks for; only the sampling changes.
-    # The randomised look, the anatomical variety and the mesentery have streams of their own
-    # (spawn(9)[:5] equals spawn(5)): a plain phantom is unchanged.
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(9)]
+    # The randomised look, the anatomical variety, the mesentery and the gland's course have streams of
+    # their own (spawn(10)[:5] equals spawn(5)): a plain phantom is unchanged.
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(10)]
     rng = streams[0]
-    anatomy = sample_anatomy(rng, tumor=tumor)
+    anatomy = sample_anatomy(rng, tumor=tumor, course=streams[9] if vary_course else None)
     if vary_anatomy:
         variety.vary_gland(anatomy, streams[7])
     if mesentery:

@@ -14,6 +14,14 @@ of its own (a phantom made without it is unchanged):
   less of the field of view.
 
 The label is deformed with the image (nearest neighbour), so it still lies exactly on the gland.
+
+``make_phantom(seed, vary_course=True)`` changes the gland's course itself, before anything is placed
+against it (:func:`vary_course`): body and tail turned about the neck towards the front or back and up
+or down, longer or shorter, the tail tip elsewhere. The splenic vein and artery, the spleen, the stomach
+and the jejunal loop that hugs the gland are placed against the gland as drawn, so they follow it; the
+kidneys, spine and great vessels stay where they were. This is the variety described for real glands
+(a horizontal, oblique, sigmoid or L-shaped course, a tail at the splenic hilum or lower in front of the
+left kidney), and the part a model trained on one course misses first: the body and tail.
 """
 
 from __future__ import annotations
@@ -38,6 +46,11 @@ DISPLACEMENT_MM = (1.5, 4.0)
 SMOOTHNESS_MM = 40.0
 #: Spacing (mm) of the grid the displacement field is drawn on.
 FIELD_STEP_MM = 8.0
+#: The gland's course: turn of body and tail about the neck in the axial plane (degrees, + to the front),
+#: in the coronal plane (+ the tail up), and the factor on their distance from the neck.
+COURSE_YAW_DEG = (-10.0, 20.0)
+COURSE_PITCH_DEG = (-15.0, 20.0)
+COURSE_REACH = (0.85, 1.3)
 
 
 def vary_gland(anatomy: Anatomy, rng: np.random.Generator) -> float:
@@ -55,6 +68,24 @@ def vary_gland(anatomy: Anatomy, rng: np.random.Generator) -> float:
     anatomy.duct.ra = np.minimum(anatomy.duct.ra, 0.45 * float(np.min(tube.rb)))
     anatomy.duct.rb = np.minimum(anatomy.duct.rb, 0.45 * float(np.min(tube.rb)))
     return base
+
+
+def vary_course(ctrl: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The gland's control points (lower head, head, neck, body, tail, tail tip; mm) with another course.
+
+    Body, tail and tip turn about the neck (about z, then about the front-back axis), their distance
+    from the neck is scaled, and the tip moves by a few millimetres more; the head stays.
+    """
+    out = np.array(ctrl, dtype=float)
+    neck = out[2]
+    yaw, pitch = np.radians(rng.uniform(*COURSE_YAW_DEG)), np.radians(rng.uniform(*COURSE_PITCH_DEG))
+    # + yaw brings the tail (at +x, patient left) to the front (-y); + pitch raises it (+z).
+    turn_z = np.array([[np.cos(yaw), np.sin(yaw), 0], [-np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]])
+    turn_y = np.array([[np.cos(pitch), 0, -np.sin(pitch)], [0, 1, 0], [np.sin(pitch), 0, np.cos(pitch)]])
+    reach = rng.uniform(*COURSE_REACH)
+    out[3:] = neck + (out[3:] - neck) @ (turn_y @ turn_z).T * reach
+    out[5] += rng.normal(0, [6.0, 8.0, 6.0])
+    return out
 
 
 def deformation(reference: sitk.Image, centre, rng: np.random.Generator) -> sitk.Transform:
