@@ -78,11 +78,11 @@ def sample_hu(rng: np.random.Generator) -> dict[str, float]:
 
 
 def sample_anatomy(rng: np.random.Generator, tumor: bool | None = None, tumor_probability: float = 0.3,
-                   course: np.random.Generator | None = None) -> Anatomy:
+                   course=None) -> Anatomy:
     """Draw one abdomen. ``tumor`` forces a tumour on or off; None draws it with ``tumor_probability``.
 
-    ``course``: a random stream that redraws the gland's course before anything is placed against it
-    (:func:`PancreasSegLib.phantoms.variety.vary_course`); None keeps the template's course.
+    ``course``, when given, maps the gland's control points to another course before anything is placed
+    against them (``functools.partial(variety.vary_course, rng=...)``).
     """
     u, n = rng.uniform, rng.normal
     hu, body, spine, aorta, ivc = _sample_frame(rng)
@@ -103,10 +103,7 @@ def sample_anatomy(rng: np.random.Generator, tumor: bool | None = None, tumor_pr
         [82 + n(0, 5), aorta["y"] + 10 + n(0, 8), 16 + tail_rise],  # tail tip at the splenic hilum
     ], dtype=float) + shift * [1, 0, 1] + np.vstack([rng.normal(0, 2.5, (2, 3)) * [1, 0, 1],
                                                       rng.normal(0, 2.5, (4, 3))])
-    if course is not None:
-        from PancreasSegLib.phantoms.variety import vary_course
-
-        ctrl = vary_course(ctrl, course)
+    ctrl = course(ctrl) if course is not None else ctrl
     pancreas = Tube.through(ctrl, ra, rb, step=0.6)
     head, neck = ctrl[1], ctrl[2]
 

@@ -14,6 +14,7 @@ the same abdomen (same gland, same place in physical space) sampled on another g
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -134,7 +135,8 @@ def _draw(seed: int, size, spacing, direction, tumor, preset: str, randomize: bo
     # their own (spawn(10)[:5] equals spawn(5)): a plain phantom is unchanged.
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(10)]
     rng = streams[0]
-    anatomy = sample_anatomy(rng, tumor=tumor, course=streams[9] if vary_course else None)
+    course = partial(variety.vary_course, rng=streams[9]) if vary_course else None
+    anatomy = sample_anatomy(rng, tumor=tumor, course=course)
     if vary_anatomy:
         variety.vary_gland(anatomy, streams[7])
     if mesentery:
