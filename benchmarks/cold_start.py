@@ -1,8 +1,9 @@
 """The cold-start curve: Dice on an unseen domain after fine-tuning on k of its corrected cases.
 
 This is what the curation loop buys. From a bundle, ``pancreasseg train --init`` fine-tunes on the
-first k cases of POOL (a domain the bundle never saw, e.g. the second phantom family) for a fixed
-budget, and the result is scored on TEST (other cases of that domain). k = 0 is the bundle itself.
+first k cases of POOL (a domain the bundle never saw, e.g. the second phantom family) for a budget of
+``--minutes`` plus ``--minutes-per-case`` times k (fixed by default), and the result is scored on TEST
+(other cases of that domain). k = 0 is the bundle itself.
 Writes ``cold_start.json``, ``cold_start.md`` (a table) and ``cold_start.png`` into OUT.
 
     python benchmarks/cold_start.py --bundle Resources/Models/pancreas-phantom-v3 \\
@@ -43,6 +44,11 @@ def subset(pool: Path, k: int, folder: Path) -> Path:
     return dataset
 
 
+def budget(args, k: int) -> float:
+    """Minutes of fine-tuning for k corrected cases."""
+    return round(args.minutes + args.minutes_per_case * k, 2)
+
+
 def test_case_ids(test: Path) -> list[str]:
     from PancreasSegLib.datasets.nnunet import list_cases
 
@@ -56,8 +62,9 @@ def earlier_rows(args) -> dict[int, dict]:
         return {}
     record = json.loads(path.read_text(encoding="utf-8"))
     same = (record.get("bundle"), record.get("pool"), record.get("test"), record.get("test_cases"),
-            record.get("minutes_per_k")) == (str(args.bundle), args.pool.name, args.test.name,
-                                             test_case_ids(args.test), args.minutes)
+            record.get("minutes_per_k"), record.get("minutes_per_case", 0.0)) == (
+        str(args.bundle), args.pool.name, args.test.name, test_case_ids(args.test), args.minutes,
+        args.minutes_per_case)
     if not same:
         raise SystemExit(f"{path}: made from another bundle, pool, test cases or budget; "
                          "drop --keep or use another --out")
@@ -75,6 +82,8 @@ def main(argv=None) -> int:
     parser.add_argument("--test", required=True, type=Path, help="dataset of the new domain to score on")
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 3, 5, 10])
     parser.add_argument("--minutes", type=float, default=4.0, help="fine-tuning budget per k")
+    parser.add_argument("--minutes-per-case", type=float, default=0.0, metavar="M",
+                        help="add M minutes of budget per corrected case (a budget that grows with k)")
     parser.add_argument("--out", type=Path, default=Path("cold-start-out"))
     parser.add_argument("--keep", action="store_true",
                         help="keep the rows of an earlier run in OUT with the same bundle, pool, test cases and budget")
@@ -87,18 +96,21 @@ def main(argv=None) -> int:
     for k in args.ks:
         dataset = subset(args.pool, k, args.out)
         bundle = args.out / f"k{k}"
+        minutes = budget(args, k)
         subprocess.run([sys.executable, "-m", "PancreasSegLib", "train", str(dataset), "-o", str(bundle), "--init",
-                        args.bundle, "--minutes", str(args.minutes), "--val-fraction", "0", "--device", "cpu",
+                        args.bundle, "--minutes", str(minutes), "--val-fraction", "0", "--device", "cpu",
                         "--progress", "none", "--restart"], check=True)
         rows[k] = summarise(score_dataset(Predictor.from_bundle(bundle, device="cpu"), args.test))
+        rows[k]["minutes"] = minutes
         print(f"k = {k}: Dice {rows[k]['dice_mean']:.3f}", flush=True)
     rows = dict(sorted(rows.items()))
     record = {"date": datetime.date.today().isoformat(), "bundle": str(args.bundle), "pool": args.pool.name,
               "test": args.test.name, "test_cases": test_case_ids(args.test), "minutes_per_k": args.minutes,
-              "rows": rows}
+              "minutes_per_case": args.minutes_per_case, "rows": rows}
     (args.out / "cold_start.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    lines = ["| k corrected cases | Dice mean ± sd | median |", "|---|---|---|"]
-    lines += [f"| {k} | {r['dice_mean']:.3f} ± {r['dice_sd']:.3f} | {r['dice_median']:.3f} |" for k, r in rows.items()]
+    lines = ["| k corrected cases | minutes | Dice mean ± sd | median |", "|---|---|---|---|"]
+    lines += [f"| {k} | {r.get('minutes', '–') if k else '–'} | {r['dice_mean']:.3f} ± {r['dice_sd']:.3f} | "
+              f"{r['dice_median']:.3f} |" for k, r in rows.items()]
     (args.out / "cold_start.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     import matplotlib
 
