@@ -80,7 +80,9 @@ def measure(image: sitk.Image, label_sub: np.ndarray | None, foreground_sub: np.
     edge = max(areas[0] if z0 == 0 else 0, areas[-1] if z1 == image.GetSize()[2] else 0)
     out["scan_edge_fraction"] = round(float(edge / areas.max()), 4)
     size = [int(v) for v in inside.shape[::-1]]
-    hu = sitk.GetArrayViewFromImage(sitk.RegionOfInterest(image, size, [int(v) for v in start]))
+    # A view is only valid while its image lives: keep the cut-out image in a name, not a temporary.
+    region = sitk.RegionOfInterest(image, size, [int(v) for v in start])
+    hu = sitk.GetArrayViewFromImage(region)
     out["label_hu"] = round(float(np.median(hu[inside])), 1)
     out["context_hu"] = round(float(np.median(hu)), 1)
     return out

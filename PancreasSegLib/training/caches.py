@@ -85,7 +85,10 @@ def segmenter_arrays(image: sitk.Image, label: sitk.Image, stage: dict[str, Any]
         margin = float(settings["margin_mm"]) + jitter
         lower, upper = bounds[0] - margin[0], bounds[1] + margin[1]
     grid = crop_grid(image, lower, upper, stage["spacing_xyz_mm"])
-    crop = normalise(sitk.GetArrayViewFromImage(resample_to_grid(image, grid)), stage).astype(np.float16)
+    # A view is only valid while its image lives (a view of a temporary reads freed memory).
+    resampled = resample_to_grid(image, grid)
+    crop = normalise(sitk.GetArrayViewFromImage(resampled), stage).astype(np.float16)
+    del resampled
     lab = sitk.GetArrayFromImage(resample_to_grid(label, grid, "nearest", 0.0)).astype(np.uint8)
     lab[lab > num_labels] = 1  # a pancreas-only model learns the tumour as pancreas
     return {"image": crop, "label": lab}
