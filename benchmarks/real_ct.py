@@ -55,6 +55,14 @@ def fetch(cache: Path) -> tuple[Path, Path]:
     return targets[0], targets[1]
 
 
+def pancreas_reference(mask: Path):
+    """The TotalSegmentator pancreas of the label map ``mask`` as a 0/1 uint8 SimpleITK image."""
+    import SimpleITK as sitk
+
+    labels = sitk.ReadImage(str(mask))
+    return sitk.Cast(sitk.BinaryThreshold(labels, PANCREAS_VALUE, PANCREAS_VALUE, 1, 0), sitk.sitkUInt8)
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -79,8 +87,7 @@ def main(argv=None) -> int:
     prediction = predictor.predict_file(ct, args.out / "pancreas.nii.gz", allow_empty=True,
                                         roi_out=args.out / "roi.json", snapshot_out=args.out / "pancreas.png")
     seconds = time.perf_counter() - started
-    labels = sitk.ReadImage(str(mask))
-    reference = sitk.Cast(sitk.BinaryThreshold(labels, PANCREAS_VALUE, PANCREAS_VALUE, 1, 0), sitk.sitkUInt8)
+    reference = pancreas_reference(mask)
     metrics = compare_labels(prediction.label, reference)[0]["pancreas"]
     summary = {
         "date": datetime.date.today().isoformat(),

