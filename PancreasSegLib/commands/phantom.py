@@ -22,11 +22,17 @@ FAMILIES = {
                "of the main family, for testing only, never trained on (not patient data)."),
 }
 DESCRIPTION = FAMILIES["main"][1]
-#: The main family's variants: make_phantom keyword, command-line option, and the words for dataset.json.
-VARIANTS = (("randomize", "--randomize", "domain randomisation"),
-            ("vary_anatomy", "--vary-anatomy", "anatomical variety"),
-            ("mesentery", "--mesentery", "mesentery and visceral fat"),
-            ("vary_course", "--vary-course", "varied gland course"))
+#: The main family's variants: make_phantom keyword, command-line option, the words for dataset.json, and
+#: what the option's help adds to them.
+VARIANTS = (("randomize", "--randomize", "domain randomisation",
+             "(contrast phase, habitus, 0.6-5 mm slices, kernel, noise, artefacts, partial coverage); the same seed "
+             "keeps its abdomen"),
+            ("vary_anatomy", "--vary-anatomy", "anatomical variety",
+             "(a thinner or thicker gland, and a smooth scale, shear and deformation of the whole scan)"),
+            ("mesentery", "--mesentery", "mesentery and visceral fat",
+             "(thinner bowel, many small loops, mesenteric vessels, fat strands, often a fat rim around the gland)"),
+            ("vary_course", "--vary-course", "varied gland course",
+             "(body and tail turned, longer or shorter, the tail tip elsewhere; its neighbours follow)"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,18 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="default: clinical-like geometry (0.6-1 mm pixels, 80-320 slices); "
                              "small: about 2.5 mm voxels, for quick tests")
     parser.add_argument("--jobs", type=int, default=1, metavar="J", help="cases made in parallel (default 1)")
-    parser.add_argument("--randomize", action="store_true",
-                        help="main family only: domain randomisation (contrast phase, habitus, 0.6-5 mm slices, "
-                             "kernel, noise, artefacts, partial coverage); the same seed keeps its abdomen")
-    parser.add_argument("--vary-anatomy", action="store_true",
-                        help="main family only: anatomical variety (a thinner or thicker gland, and a smooth "
-                             "scale, shear and deformation of the whole scan)")
-    parser.add_argument("--mesentery", action="store_true",
-                        help="main family only: mesentery and visceral fat (thinner bowel, many small loops, "
-                             "mesenteric vessels, fat strands, often a fat rim around the gland)")
-    parser.add_argument("--vary-course", action="store_true",
-                        help="main family only: another course of the gland (body and tail turned, longer or "
-                             "shorter, the tail tip elsewhere; its neighbours follow)")
+    for _, option, words, detail in VARIANTS:
+        parser.add_argument(option, action="store_true", help=f"main family only: {words} {detail}")
     parser.add_argument("--family", choices=tuple(FAMILIES), default="main",
                         help="main: the training family (default); second: the independently built test-only "
                              "family (cases second_<seed>, pancreas label only), never to be trained on")
@@ -75,9 +71,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--jobs must be at least 1, got {args.jobs}")
     out = Path(args.out)
     family = getattr(args, "family", "main")
-    variant = {key: bool(getattr(args, key, False)) for key, _, _ in VARIANTS}
+    variant = {key: bool(getattr(args, key, False)) for key, *_ in VARIANTS}
     if family != "main":
-        for key, option, _ in VARIANTS:
+        for key, option, *_ in VARIANTS:
             if variant[key]:
                 raise InputError(f"{option} applies to the main family only")
     existing = _prepare_folder(out)
@@ -166,7 +162,7 @@ def _write_json(out: Path, case_ids: set[str], family: str = "main", variant: di
 
     variant = variant or {}
     reference, description = FAMILIES[family]
-    chosen = [(key, words) for key, _, words in VARIANTS if variant.get(key)]
+    chosen = [(key, words) for key, _, words, _ in VARIANTS if variant.get(key)]
     if chosen:
         reference = reference.replace("(seed)", f"(seed, {', '.join(f'{key}=True' for key, _ in chosen)})")
         description = description.replace("main family",
